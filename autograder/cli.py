@@ -1,0 +1,94 @@
+"""The ``autograder`` command line: grade, sync (and, as they land, release and nbgrader)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import report, sync
+from .run import REPO_ROOT, GradingError, Limits, grade_target
+
+
+def _lessons(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip().removeprefix("lesson")
+            if not part.isdigit():
+                raise GradingError(f"--lesson {value}: give lesson numbers, e.g. --lesson 12")
+            out.append(f"lesson{int(part):02d}")
+    return out
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    target = Path(args.target)
+    if args.target in ("solutions", "exercises") and not target.exists():
+        target = REPO_ROOT / args.target
+    limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb)
+    results = grade_target(target, _lessons(args.lesson), limits)
+    rows = report.by_lesson(results)
+    print(report.table(rows, title=f"Grades for {target}"))
+    if args.json:
+        report.write_json(args.json, report.to_json(rows, str(target)))
+    if args.gradescope:
+        report.write_json(args.gradescope, report.to_gradescope(rows))
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    root = Path(args.root)
+    if args.check:
+        lines = sync.diff(root)
+        if lines:
+            sys.stdout.writelines(lines)
+            print("\nexercises/ is out of step with solutions/: run `autograder sync` "
+                  "(never edit exercises/ by hand).", file=sys.stderr)
+            return 1
+        print("exercises/ is in step with solutions/.")
+        return 0
+    changed = sync.write(root)
+    for rel in changed:
+        print(f"wrote exercises/{rel}")
+    print(f"{len(changed)} file(s) changed." if changed else "exercises/ was already in step.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autograder", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    grade = sub.add_parser("grade", help="grade a folder of lessonNN packages")
+    grade.add_argument("target", nargs="?", default="exercises",
+                       help="folder holding lessonNN/ packages (default: exercises)")
+    grade.add_argument("--lesson", action="append", metavar="N",
+                       help="grade only these lessons (repeat, or 12,13)")
+    grade.add_argument("--json", metavar="FILE", help="write per-test results as JSON")
+    grade.add_argument("--gradescope", metavar="FILE", help="write Gradescope results.json")
+    grade.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                       help="seconds one test may run (default 60)")
+    grade.add_argument("--memory-mb", type=int, default=8192, metavar="MB",
+                       help="address-space limit of the test process (default 8192)")
+    grade.set_defaults(func=cmd_grade)
+
+    syn = sub.add_parser("sync", help="generate exercises/ from solutions/")
+    syn.add_argument("--check", action="store_true",
+                     help="fail with a diff if exercises/ is stale or edited by hand")
+    syn.add_argument("--root", default=str(REPO_ROOT), help=argparse.SUPPRESS)
+    syn.set_defaults(func=cmd_sync)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (GradingError, sync.SyncError) as exc:
+        print(f"autograder: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Hidden graders: instructors only; never part of the student release."""

@@ -1,0 +1,154 @@
+"""Run the same tests against any implementation of the lessons: the ``--impl`` option.
+
+Every test imports the code under test naturally::
+
+    from exercises.lesson12.allocator import BlockAllocator
+
+and this plugin decides which file that name resolves to:
+
+* ``--impl=exercises`` (the default): the learner's stubs in ``exercises/``;
+* ``--impl=solutions``: the reference implementation in ``solutions/``;
+* ``--impl=PATH``: a folder holding ``lessonNN/`` packages (a submitted copy).
+
+Only modules named ``exercises.lessonNN.<module>`` are redirected. Test modules
+(``test_*``) and ``conftest`` stay where they are, so the tests that run are always the
+course's own, whatever the target. The redirection is a ``sys.meta_path`` finder installed
+when pytest parses its options (``pytest_load_initial_conftests``), before collection
+imports any test module. A module missing from the target raises ``ModuleNotFoundError``
+naming the file it looked for; it never falls back to another implementation.
+
+The plugin also registers the course's hypothesis profiles: ``course`` (the default:
+derandomized, so every run and every grade is the same) and ``explore`` (random, more
+examples; ``--hypothesis-profile=explore``).
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_LESSON = re.compile(r"lesson\d\d$")
+ENV_VAR = "COURSE_IMPL"
+
+
+def resolve_impl(value: str | None, rootdir: Path = REPO_ROOT) -> Path:
+    """Turn an ``--impl`` value into the folder that holds ``lessonNN/`` packages."""
+    if value in (None, "", "exercises"):
+        return rootdir / "exercises"
+    if value == "solutions":
+        return rootdir / "solutions"
+    path = Path(value).expanduser().resolve()
+    if not path.is_dir():
+        raise pytest.UsageError(f"--impl={value}: no such folder. Give 'exercises', "
+                                "'solutions' or a folder that holds lessonNN/ packages.")
+    if path.name.startswith("lesson") and _LESSON.match(path.name):
+        raise pytest.UsageError(f"--impl={value} is one lesson folder; give its parent, "
+                                f"the folder that holds {path.name}/.")
+    return path
+
+
+class ImplFinder(importlib.abc.MetaPathFinder):
+    """Resolve ``exercises.lessonNN.<module>`` to ``<root>/lessonNN/<module>.py``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def find_spec(self, fullname, path=None, target=None):
+        parts = fullname.split(".")
+        if len(parts) != 3 or parts[0] != "exercises" or not _LESSON.match(parts[1]):
+            return None
+        module = parts[2]
+        if module.startswith("test_") or module == "conftest":
+            return None
+        file = self.root / parts[1] / f"{module}.py"
+        if not file.is_file():
+            raise ModuleNotFoundError(
+                f"{fullname}: the implementation under test has no {parts[1]}/{module}.py "
+                f"(looked in {self.root}). Create that file, or keep the name the "
+                "lesson's stub gives it.", name=fullname)
+        return importlib.util.spec_from_file_location(fullname, file)
+
+
+def install(root: Path) -> ImplFinder:
+    """Put a finder for ``root`` first on ``sys.meta_path`` (replacing an earlier one)."""
+    uninstall()
+    finder = ImplFinder(root)
+    sys.meta_path.insert(0, finder)
+    for name in [n for n in sys.modules if n.startswith("exercises.lesson")]:
+        if not _is_test_module(name):
+            del sys.modules[name]
+    return finder
+
+
+def _is_test_module(name: str) -> bool:
+    last = name.rsplit(".", 1)[-1]
+    return last.startswith("test_") or last == "conftest"
+
+
+def uninstall() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, ImplFinder)]
+
+
+def _register_hypothesis_profiles() -> None:
+    try:
+        from hypothesis import HealthCheck, Phase, settings
+    except ImportError:  # hypothesis is a dependency; stay importable without it anyway
+        return
+    # No "explain" phase: its notes clutter the first failure a learner reads.
+    phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
+    common = dict(deadline=None, print_blob=True, phases=phases,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    settings.register_profile("course", derandomize=True, database=None, max_examples=60,
+                              **common)
+    settings.register_profile("explore", max_examples=400, **common)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "course"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("course")
+    group.addoption("--impl", default=os.environ.get(ENV_VAR, "exercises"),
+                    help="which implementation the tests import as exercises.lessonNN: "
+                         "'exercises' (default), 'solutions', or a folder of lessonNN/ "
+                         f"packages (env {ENV_VAR})")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    _register_hypothesis_profiles()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    root = resolve_impl(config.getoption("impl"), Path(str(config.rootpath)))
+    config._course_impl = root  # type: ignore[attr-defined]
+    install(root)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"implementation under test: {getattr(config, '_course_impl', '?')}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    uninstall()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip GPU tests without CUDA, with one plain reason."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    try:
+        import torch
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # pragma: no cover - torch is a dependency
+        has_cuda = False
+    if not has_cuda:
+        skip = pytest.mark.skip(reason="needs a CUDA GPU (GPU graders run on the GPU runner)")
+        for item in gpu_items:
+            item.add_marker(skip)

@@ -1,0 +1,104 @@
+"""pytest plugin loaded in the grading child: stream one JSON line per event to a file.
+
+The grader process (``autograder.run``) reads the stream while the child runs, so it knows
+which test is running when the child hangs or dies, and what every finished test scored.
+Events: ``collected`` (node id, points, lesson, hidden or visible), ``collect_error`` (a test
+module that could not be imported), ``start`` and ``result`` (outcome and a short reason).
+Every line is flushed and fsync-free; a line cut short by a crash is ignored by the reader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+import pytest
+
+_LESSON = re.compile(r"(lesson\d\d)")
+
+
+def points_of(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("points")
+    if marker is None:
+        return 1.0
+    value = marker.args[0] if marker.args else marker.kwargs.get("n", 1)
+    return float(value)
+
+
+def lesson_of(nodeid: str) -> str:
+    match = _LESSON.search(nodeid)
+    return match.group(1) if match else "other"
+
+
+def is_hidden(nodeid: str) -> bool:
+    path = nodeid.replace(os.sep, "/")
+    return path.startswith("hidden/") or "autograder/hidden/" in path
+
+
+def short_reason(report) -> str:
+    """One or two lines a learner can act on: the exception type and its message."""
+    longrepr = report.longrepr
+    crash = getattr(longrepr, "reprcrash", None)
+    if crash is not None:
+        text = crash.message
+    elif isinstance(longrepr, tuple) and len(longrepr) == 3:  # skip: (file, line, reason)
+        text = str(longrepr[2])
+    else:
+        text = str(longrepr)
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    text = " / ".join(lines[:6])
+    return text[:600]
+
+
+class Recorder:
+    def __init__(self, path: str):
+        self.fh = open(path, "a", buffering=1, encoding="utf-8")
+        self.outcomes: dict[str, dict] = {}
+
+    def emit(self, **event) -> None:
+        event["t"] = time.time()
+        self.fh.write(json.dumps(event) + "\n")
+        self.fh.flush()
+
+    def pytest_collection_modifyitems(self, items):
+        for item in items:
+            self.emit(event="collected", nodeid=item.nodeid, points=points_of(item),
+                      lesson=lesson_of(item.nodeid),
+                      hidden=is_hidden(item.nodeid))
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.emit(event="collect_error", nodeid=report.nodeid, reason=short_reason(report))
+
+    def pytest_runtest_logstart(self, nodeid, location):
+        self.outcomes[nodeid] = {"outcome": "passed", "reason": ""}
+        self.emit(event="start", nodeid=nodeid)
+
+    def pytest_runtest_logreport(self, report):
+        state = self.outcomes.setdefault(report.nodeid, {"outcome": "passed", "reason": ""})
+        if report.skipped and report.when in ("setup", "call"):
+            state.update(outcome="skipped", reason=short_reason(report))
+        elif report.failed and state["outcome"] != "failed":
+            where = "" if report.when == "call" else f"(in {report.when}) "
+            state.update(outcome="failed", reason=where + short_reason(report))
+
+    def pytest_runtest_logfinish(self, nodeid, location):
+        state = self.outcomes.pop(nodeid, {"outcome": "failed", "reason": "no report"})
+        self.emit(event="result", nodeid=nodeid, **state)
+
+    def pytest_unconfigure(self, config):
+        self.fh.close()
+
+
+def pytest_addoption(parser):
+    parser.getgroup("course").addoption("--record", default=None,
+                                        help="stream test events as JSON lines to this file")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    path = config.getoption("record")
+    if path:
+        config.pluginmanager.register(Recorder(path), "course-recorder")
