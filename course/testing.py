@@ -1,0 +1,48 @@
+"""Assertions for the course's tests that explain a mismatch in plain words.
+
+A learner reads these messages, so they say what was expected first (shape, dtype), then
+how wrong the result is (how many entries, the largest error, the first bad index), and
+what the reference was ("dense SDPA over the same tokens").
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def assert_close(actual, expected: torch.Tensor, *, atol: float, rtol: float = 0.0,
+                 what: str = "result", reference: str = "the reference") -> None:
+    """Fail with a readable message unless ``actual`` matches ``expected`` elementwise.
+
+    ``|actual - expected| <= atol + rtol * |expected|`` everywhere, same shape and dtype.
+    """
+    if not isinstance(actual, torch.Tensor):
+        raise AssertionError(f"{what}: expected a torch.Tensor, got {type(actual).__name__}")
+    if actual.shape != expected.shape:
+        raise AssertionError(f"{what}: shape {tuple(actual.shape)}, expected "
+                             f"{tuple(expected.shape)} (as {reference})")
+    if actual.dtype != expected.dtype:
+        raise AssertionError(f"{what}: dtype {actual.dtype}, expected {expected.dtype}")
+    a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+    finite_a, finite_e = torch.isfinite(a), torch.isfinite(e)
+    if not torch.equal(finite_a, finite_e):
+        bad = (finite_a != finite_e).nonzero()[0].tolist()
+        raise AssertionError(f"{what}: {int((~finite_a).sum())} non-finite entries (NaN or "
+                             f"inf) where {reference} has finite values; first at index {bad}")
+    err = (a - e).abs().where(finite_e, torch.zeros((), dtype=a.dtype))
+    bound = atol + rtol * e.abs().where(finite_e, torch.zeros((), dtype=a.dtype))
+    wrong = err > bound
+    if wrong.any():
+        first = wrong.nonzero()[0].tolist()
+        raise AssertionError(
+            f"{what} differs from {reference}: {int(wrong.sum())} of {wrong.numel()} entries "
+            f"wrong, max abs error {err.max().item():.3g} (allowed {atol:g} + {rtol:g}*|ref|); "
+            f"first bad index {first}: got {a[tuple(first)].item():.6g}, expected "
+            f"{e[tuple(first)].item():.6g}")
+
+
+def describe_calls(calls: list[str], limit: int = 30) -> str:
+    """A numbered list of the calls that led to a broken invariant (last ``limit`` shown)."""
+    shown = calls[-limit:]
+    start = len(calls) - len(shown)
+    return "\n".join(f"  {start + i + 1}. {c}" for i, c in enumerate(shown))

@@ -1,0 +1,1 @@
+"""Lesson 12: PagedAttention, continuous batching and the prompt-caching bridge."""
