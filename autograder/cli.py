@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 from . import report, sync
 from .run import REPO_ROOT, GradingError, Limits, grade_target
+
+# Modules of this package that add a subcommand through a register(subparsers) function.
+EXTENSIONS: tuple[str, ...] = ()
 
 
 def _lessons(values: list[str] | None) -> list[str] | None:
@@ -40,8 +44,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     root = Path(args.root)
+    lessons = _lessons(args.lesson)
     if args.check:
-        lines = sync.diff(root)
+        lines = sync.diff(root, lessons)
         if lines:
             sys.stdout.writelines(lines)
             print("\nexercises/ is out of step with solutions/: run `autograder sync` "
@@ -49,7 +54,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             return 1
         print("exercises/ is in step with solutions/.")
         return 0
-    changed = sync.write(root)
+    changed = sync.write(root, lessons)
     for rel in changed:
         print(f"wrote exercises/{rel}")
     print(f"{len(changed)} file(s) changed." if changed else "exercises/ was already in step.")
@@ -76,8 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     syn = sub.add_parser("sync", help="generate exercises/ from solutions/")
     syn.add_argument("--check", action="store_true",
                      help="fail with a diff if exercises/ is stale or edited by hand")
+    syn.add_argument("--lesson", action="append", metavar="N",
+                     help="only these lessons (repeat, or 12,13)")
     syn.add_argument("--root", default=str(REPO_ROOT), help=argparse.SUPPRESS)
     syn.set_defaults(func=cmd_sync)
+    for name in EXTENSIONS:  # each adds its subcommand: register(subparsers)
+        importlib.import_module(f"autograder.{name}").register(sub)
     return parser
 
 

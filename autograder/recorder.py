@@ -17,6 +17,7 @@ import time
 import pytest
 
 _LESSON = re.compile(r"(lesson\d\d)")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")  # object ids differ between runs: not in a grade
 
 
 def points_of(item: pytest.Item) -> float:
@@ -37,22 +38,57 @@ def is_hidden(nodeid: str) -> bool:
     return path.startswith("hidden/") or "autograder/hidden/" in path
 
 
+def leaf_exceptions(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, e.g. hypothesis's 'distinct failures'."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in leaf_exceptions(sub)]
+    return [exc]
+
+
+def exception_reason(exc: BaseException) -> str:
+    seen, parts = set(), []
+    for leaf in leaf_exceptions(exc):
+        text = f"{type(leaf).__name__}: {leaf}".strip()
+        if text not in seen:
+            seen.add(text)
+            parts.append(text)
+    return " | ".join(parts)
+
+
 def short_reason(report) -> str:
     """One or two lines a learner can act on: the exception type and its message."""
-    longrepr = report.longrepr
+    if getattr(report, "course_reason", None):
+        text = report.course_reason
+    else:
+        text = _longrepr_text(report.longrepr)
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return _ADDRESS.sub("0x...", " / ".join(lines[:6]))[:600]
+
+
+def _longrepr_text(longrepr) -> str:
     crash = getattr(longrepr, "reprcrash", None)
     if crash is not None:
         text = crash.message
     elif isinstance(longrepr, tuple) and len(longrepr) == 3:  # skip: (file, line, reason)
         text = str(longrepr[2])
     else:
-        text = str(longrepr)
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    text = " / ".join(lines[:6])
-    return text[:600]
+        # A collection error: a traceback whose "E   " lines carry the exception.
+        lines = str(longrepr).splitlines()
+        errors = [line[1:].strip() for line in lines if line.startswith("E ")]
+        text = "\n".join(errors or [line for line in lines if line.strip()][-3:])
+    return text
 
 
 class Recorder:
+    """Writes the event stream; registered only when --record is given."""
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if call.excinfo is not None and isinstance(call.excinfo.value, BaseExceptionGroup):
+            report.course_reason = exception_reason(call.excinfo.value)
+
     def __init__(self, path: str):
         self.fh = open(path, "a", buffering=1, encoding="utf-8")
         self.outcomes: dict[str, dict] = {}
@@ -62,11 +98,19 @@ class Recorder:
         self.fh.write(json.dumps(event) + "\n")
         self.fh.flush()
 
+    @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items):
         for item in items:
+            skip = item.get_closest_marker("skip")
+            reason = (skip.kwargs.get("reason") or (skip.args[0] if skip.args else "skipped")
+                      if skip else None)
             self.emit(event="collected", nodeid=item.nodeid, points=points_of(item),
-                      lesson=lesson_of(item.nodeid),
-                      hidden=is_hidden(item.nodeid))
+                      lesson=lesson_of(item.nodeid), hidden=is_hidden(item.nodeid),
+                      skip=reason)
+
+    def pytest_collectstart(self, collector):
+        if isinstance(collector, pytest.Module):
+            self.emit(event="collecting", nodeid=collector.nodeid)
 
     def pytest_collectreport(self, report):
         if report.failed:

@@ -230,7 +230,7 @@ def run_child(ws: Workspace, args: list[str], limits: Limits, course_root: Path,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 preexec_fn=_limit(limits))
     offset, running, since = 0, None, time.monotonic()
-    collecting = True
+    collecting, module = True, None
     while True:
         events, offset = _read_events(events_path, offset)
         for event in events:
@@ -239,6 +239,8 @@ def run_child(ws: Workspace, args: list[str], limits: Limits, course_root: Path,
                 running, since, collecting = event["nodeid"], time.monotonic(), False
             elif kind == "result":
                 running, since = None, time.monotonic()
+            elif kind == "collecting":
+                module, since = event["nodeid"], time.monotonic()
             elif kind in ("collected", "collect_error"):
                 since = time.monotonic()
             on_event(event)
@@ -253,7 +255,9 @@ def run_child(ws: Workspace, args: list[str], limits: Limits, course_root: Path,
                 on_event({"event": "result", "nodeid": running, "outcome": "failed",
                           "reason": _exit_reason(code, log)})
             elif code not in (0, 1, 5) and collecting:
-                on_event({"event": "child_error", "reason": _exit_reason(code, log)})
+                on_event({"event": "child_error", "module": module,
+                          "reason": _exit_reason(code, log).replace("during this test",
+                                                                    "while importing")})
             return
         limit = limits.collect_timeout_s if collecting else limits.timeout_s
         if time.monotonic() - since > limit:
@@ -263,7 +267,7 @@ def run_child(ws: Workspace, args: list[str], limits: Limits, course_root: Path,
                           "reason": f"timed out after {limits.timeout_s:g} s (an infinite "
                                     "loop, or far too slow?)"})
             else:
-                on_event({"event": "child_error",
+                on_event({"event": "child_error", "module": module,
                           "reason": f"importing the code did not finish in {limit:g} s "
                                     "(an infinite loop at import time?)"})
             return
@@ -281,8 +285,10 @@ def collect(ws: Workspace, limits: Limits, course_root: Path, stubs: Path) -> li
 
     def on_event(event):
         if event["event"] == "collected":
-            found[event["nodeid"]] = TestResult(event["nodeid"], event["lesson"],
-                                                event["points"], event["hidden"])
+            test = TestResult(event["nodeid"], event["lesson"], event["points"], event["hidden"])
+            if event.get("skip"):  # skipped whatever the code (a GPU test without a GPU)
+                test.outcome, test.reason = "skipped", event["skip"]
+            found[event["nodeid"]] = test
         elif event["event"] in ("collect_error", "child_error"):
             errors.append(f"{event.get('nodeid', '')}: {event['reason']}")
 
@@ -298,11 +304,32 @@ def collect(ws: Workspace, limits: Limits, course_root: Path, stubs: Path) -> li
     return list(found.values())
 
 
+def _selection(tests: list[TestResult], pending: list[str]) -> list[str]:
+    """Command-line selection for the pending tests: a whole module by its path when all of
+    its tests are pending (a module that fails to import then reports an import error, not
+    'not found'), single node ids otherwise."""
+    modules: dict[str, list[str]] = {}
+    for test in tests:
+        if test.outcome != "skipped":  # skipped at collection (no GPU): never selected alone
+            modules.setdefault(test.nodeid.split("::", 1)[0], []).append(test.nodeid)
+    wanted = set(pending)
+    selection = []
+    for module, ids in modules.items():
+        runnable = [i for i in ids if i in wanted]
+        if not runnable:
+            continue
+        if len(runnable) == len(ids):
+            selection.append(module)
+        else:
+            selection.extend(runnable)
+    return selection
+
+
 def run_tests(ws: Workspace, tests: list[TestResult], limits: Limits,
               course_root: Path) -> list[TestResult]:
     """Run ``tests`` on the submission in the workspace; every test ends with a result."""
     by_id = {t.nodeid: t for t in tests}
-    finished: set[str] = set()
+    finished: set[str] = {t.nodeid for t in tests if t.outcome == "skipped"}
     module_errors: dict[str, str] = {}
     attempt = 0
     while True:
@@ -322,24 +349,24 @@ def run_tests(ws: Workspace, tests: list[TestResult], limits: Limits,
             elif kind == "collect_error":
                 module_errors[event["nodeid"]] = event["reason"]
             elif kind == "child_error":
-                child_error.append(event["reason"])
+                child_error.append(event)
 
-        run_child(ws, pending, limits, course_root, on_event, f"run{attempt}")
+        run_child(ws, _selection(tests, pending), limits, course_root, on_event,
+                  f"run{attempt}")
         for nodeid in pending:
             module = nodeid.split("::", 1)[0]
             if nodeid not in finished and module in module_errors:
                 by_id[nodeid].reason = ("could not import the code under test: "
                                         + module_errors[module])
                 finished.add(nodeid)
-        if child_error:
-            # The child stalled or died before running a test: blame the module it was in.
-            stuck = [n for n in pending if n not in finished]
-            if stuck:
-                module = stuck[0].split("::", 1)[0]
-                for nodeid in stuck:
-                    if nodeid.split("::", 1)[0] == module:
-                        by_id[nodeid].reason = child_error[0]
-                        finished.add(nodeid)
+        for error in child_error:
+            # The child stalled or died while importing: blame the module it was importing,
+            # or every test still pending when that is unknown.
+            for nodeid in pending:
+                if nodeid not in finished and error.get("module") in (
+                        None, nodeid.split("::", 1)[0]):
+                    by_id[nodeid].reason = error["reason"]
+                    finished.add(nodeid)
         if len(finished) == progress:
             for nodeid in pending:
                 if nodeid not in finished:

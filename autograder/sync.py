@@ -146,13 +146,16 @@ def _is_copied(name: str) -> bool:
     return name.startswith("test_") or name in ("conftest.py", "__init__.py")
 
 
-def expected_files(solutions: Path, learning: Path) -> dict[Path, str]:
-    """Relative path -> text of every file that sync writes under exercises/."""
+def expected_files(solutions: Path, learning: Path,
+                   lessons: list[str] | None = None) -> dict[Path, str]:
+    """Relative path -> text of every file that sync writes under exercises/
+    (only those of ``lessons`` when given)."""
     files: dict[Path, str] = {Path("__init__.py"): (solutions / "__init__.py").read_text()
                               if (solutions / "__init__.py").exists() else ""}
     errors = []
     for lesson_dir in sorted(p for p in solutions.iterdir()
-                             if p.is_dir() and _LESSON_DIR.match(p.name)):
+                             if p.is_dir() and _LESSON_DIR.match(p.name)
+                             and (lessons is None or p.name in lessons)):
         lesson = lesson_dir.name
         anchors = lesson_anchors(learning, lesson)
         for path in sorted(lesson_dir.glob("*.py")):
@@ -181,21 +184,22 @@ def expected_files(solutions: Path, learning: Path) -> dict[Path, str]:
     return files
 
 
-def _existing(exercises: Path) -> dict[Path, str]:
+def _existing(exercises: Path, lessons: list[str] | None = None) -> dict[Path, str]:
     found = {}
     if (exercises / "__init__.py").exists():
         found[Path("__init__.py")] = (exercises / "__init__.py").read_text()
-    for lesson_dir in sorted(p for p in exercises.glob("lesson*") if p.is_dir()):
+    for lesson_dir in sorted(p for p in exercises.glob("lesson*") if p.is_dir()
+                             and (lessons is None or p.name in lessons)):
         for path in lesson_dir.iterdir():
             if path.is_file() and path.suffix in (".py", ".json", ".txt", ".toml"):
                 found[path.relative_to(exercises)] = path.read_text()
     return found
 
 
-def diff(root: Path) -> list[str]:
+def diff(root: Path, lessons: list[str] | None = None) -> list[str]:
     """Unified diff lines between exercises/ on disk and what sync would write."""
-    want = expected_files(root / "solutions", root / "learning")
-    have = _existing(root / "exercises")
+    want = expected_files(root / "solutions", root / "learning", lessons)
+    have = _existing(root / "exercises", lessons)
     lines = []
     for rel in sorted(set(want) | set(have)):
         a, b = have.get(rel), want.get(rel)
@@ -208,10 +212,10 @@ def diff(root: Path) -> list[str]:
     return lines
 
 
-def write(root: Path) -> list[Path]:
+def write(root: Path, lessons: list[str] | None = None) -> list[Path]:
     """Write exercises/ from solutions/; remove generated files whose source is gone."""
-    want = expected_files(root / "solutions", root / "learning")
-    have = _existing(root / "exercises")
+    want = expected_files(root / "solutions", root / "learning", lessons)
+    have = _existing(root / "exercises", lessons)
     changed = []
     for rel in sorted(set(have) - set(want)):
         (root / "exercises" / rel).unlink()

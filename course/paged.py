@@ -46,14 +46,17 @@ def make_paged_case(lengths: list[int], n_heads: int, n_kv_heads: int, d_head: i
     v_cache = (torch.rand(shape, generator=gen) * 2 - 1) * garbage
     tables = torch.zeros(batch, max(max(need, default=1), 1), dtype=torch.int32)
     keys, values = [], []
+    flat_k = k_cache.view(num_blocks * block_size, n_kv_heads, d_head)
+    flat_v = v_cache.view(num_blocks * block_size, n_kv_heads, d_head)
     for b, n in enumerate(lengths):
         mine, physical = physical[:need[b]], physical[need[b]:]
         tables[b, :len(mine)] = torch.tensor(mine, dtype=torch.int32)
         k = torch.randn(n, n_kv_heads, d_head, generator=gen)
         v = torch.randn(n, n_kv_heads, d_head, generator=gen)
-        for i in range(n):
-            k_cache[mine[i // block_size], i % block_size] = k[i]
-            v_cache[mine[i // block_size], i % block_size] = v[i]
+        pos = torch.arange(n)
+        slots = torch.tensor(mine, dtype=torch.int64)[pos // block_size] * block_size \
+            + pos % block_size
+        flat_k[slots], flat_v[slots] = k, v
         keys.append(k.to(dtype))
         values.append(v.to(dtype))
     q = torch.randn(batch, n_heads, d_head, generator=gen)

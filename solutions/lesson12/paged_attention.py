@@ -99,10 +99,11 @@ def paged_attention_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     # hint: gather k_cache[block_tables] -> [batch, max_blocks * block_size, n_kv, d]
     batch, n_heads, d_head = q.shape
     block_size, n_kv_heads = k_cache.shape[1], k_cache.shape[2]
-    if batch == 0:
-        return q.clone()
+    longest = int(context_lens.max()) if batch else 0
+    if longest == 0:
+        return torch.zeros_like(q)
     # Read only as many logical blocks as the longest sequence needs.
-    used = max(1, -(-int(context_lens.max()) // block_size))
+    used = -(-longest // block_size)
     tables = block_tables[:, :used].long()
     tokens = used * block_size
     k = k_cache[tables].view(batch, tokens, n_kv_heads, d_head).transpose(1, 2)

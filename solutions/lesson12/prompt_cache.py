@@ -99,7 +99,10 @@ def breakeven_hits(pricing: CachePricing = FIVE_MINUTES) -> int | None:
     if r >= 1:
         return None
     n = int((w - 1) // (1 - r)) + 1  # smallest integer strictly above (w - 1) / (1 - r)
-    while n > 0 and w + (n - 1) * r < n:  # guard against rounding of the division
+    # The division rounds: step to the exact answer of the inequality itself.
+    while n > 0 and w + (n - 1) * r < n:
         n -= 1
+    while not w + n * r < 1 + n:
+        n += 1
     return n
     ### END SOLUTION

@@ -1,0 +1,91 @@
+"""Planted bugs in the lesson 12 reference that its hidden graders must catch."""
+
+from . import Mutation
+
+H12 = "autograder/hidden/lesson12/"
+
+MUTATIONS = [
+    Mutation("free ignores reference counts", "lesson12", "allocator.py",
+             "            self._ref[block] -= 1\n", "            self._ref[block] = 0\n",
+             (H12 + "test_allocator_stateful.py::TestAllocatorMachine",)),
+    Mutation("allocate is not all-or-nothing", "lesson12", "allocator.py",
+             "        if n > len(self._free):\n            raise OutOfBlocks",
+             "        if n > len(self._free):\n            self._free.popleft()\n"
+             "            raise OutOfBlocks",
+             (H12 + "test_allocator_stateful.py::TestAllocatorMachine",)),
+    Mutation("copy-on-write writes a shared block in place", "lesson12", "allocator.py",
+             "        if self._ref[block] == 1:\n            return block, False",
+             "        if self._ref[block] >= 1:\n            return block, False",
+             (H12 + "test_allocator_stateful.py::TestAllocatorMachine",
+              H12 + "test_block_table_edges.py::test_fork_then_both_append_never_write_a_shared_block")),
+    Mutation("free of a list with a bad id frees part of it", "lesson12", "allocator.py",
+             "        self._check_used(blocks)\n        for block in blocks:\n"
+             "            self._ref[block] -= 1",
+             "        for block in blocks:\n            self._check_used([block])\n"
+             "            self._ref[block] -= 1",
+             (H12 + "test_allocator_stateful.py::TestAllocatorMachine",)),
+    Mutation("a new block one token early", "lesson12", "block_table.py",
+             "        if offset == 0:\n",
+             "        if offset == 0 or offset == self.block_size - 1:\n",
+             (H12 + "test_block_table_edges.py::test_blocks_held_is_exactly_ceil",)),
+    Mutation("append bumps num_tokens before a failed copy-on-write", "lesson12", "block_table.py",
+             "            last = self.blocks[-1]\n",
+             "            last = self.blocks[-1]\n            self.num_tokens += 1\n"
+             "            self.num_tokens -= 1 if self.allocator.num_free else 0\n",
+             (H12 + "test_block_table_edges.py::test_shortage_during_copy_on_write_changes_nothing",)),
+    Mutation("paged attention ignores context_lens", "lesson12", "paged_attention.py",
+             "mask = (positions[None, :] < context_lens.to(q.device)[:, None])",
+             "mask = (positions[None, :] >= 0).expand(batch, tokens)",
+             (H12 + "test_paged_grading.py::test_paged_equals_dense_any_layout",
+              H12 + "test_paged_grading.py::test_block_table_padding_is_never_read")),
+    Mutation("query head h reads KV head h % n_kv", "lesson12", "paged_attention.py",
+             "queries = q.view(batch, n_kv_heads, group, d_head)",
+             "queries = q.view(batch, group, n_kv_heads, d_head).transpose(1, 2)",
+             (H12 + "test_paged_grading.py::test_paged_equals_dense_any_layout",)),
+    Mutation("the whole cache is copied every step", "lesson12", "paged_attention.py",
+             "    tables = block_tables[:, :used].long()\n",
+             "    tables = block_tables[:, :used].long()\n"
+             "    k_cache, v_cache = k_cache.contiguous().clone(), v_cache.clone()\n",
+             (H12 + "test_paged_grading.py::test_never_copies_the_whole_cache",)),
+    Mutation("a Python loop over tokens (the spec, called)", "lesson12", "paged_attention.py",
+             "    longest = int(context_lens.max()) if batch else 0\n",
+             "    return paged_attention_decode_spec(q, k_cache, v_cache, block_tables,\n"
+             "                                       context_lens, scale)\n",
+             (H12 + "test_paged_grading.py::test_work_does_not_loop_over_tokens",)),
+    Mutation("admission counts only the prompt's blocks", "lesson12", "batcher.py",
+             "        need = worst_case_blocks(request, self.block_size)\n"
+             "        return self.allocator.num_free - self.reserved_blocks() >= need",
+             "        need = -(-request.prompt_len // self.block_size)\n"
+             "        return self.allocator.num_free >= need",
+             (H12 + "test_batcher_traces.py::test_random_trace_never_overcommits_and_finishes",)),
+    Mutation("the just-admitted request also decodes", "lesson12", "batcher.py",
+             "        for seq in before:\n            self.decode(seq)\n"
+             "            result.decoded.append(seq.request.id)\n        self.retire_finished",
+             "        for seq in list(self.running):\n            self.decode(seq)\n"
+             "            result.decoded.append(seq.request.id)\n        self.retire_finished",
+             (H12 + "test_batcher_traces.py::test_random_trace_never_overcommits_and_finishes",
+              H12 + "test_batcher_traces.py::test_a_slot_freed_this_step_is_reused_next_step")),
+    Mutation("static batching in disguise", "lesson12", "batcher.py",
+             "        while self.waiting and self.waiting[0].arrival <= self.steps \\\n",
+             "        while not before and self.waiting and self.waiting[0].arrival <= self.steps \\\n",
+             (H12 + "test_batcher_traces.py::test_continuous_beats_static_on_a_mixed_trace",)),
+    Mutation("paged waste counts a full block for exact multiples", "lesson12", "fragmentation.py",
+             "    return sum(-(-int(n) // block_size) * block_size - int(n) for n in lengths)",
+             "    return sum((int(n) // block_size + 1) * block_size - int(n) for n in lengths)",
+             (H12 + "test_batcher_traces.py::test_paged_waste_matches_brute_force",)),
+    Mutation("the TTL is not refreshed by a read", "lesson12", "prompt_cache.py",
+             "        if last_use is None or t - last_use > pricing.ttl_s:\n"
+             "            cost += pricing.write_multiplier * prefix_tokens\n"
+             "        else:\n            cost += pricing.read_multiplier * prefix_tokens\n"
+             "        last_use = t\n",
+             "        if last_use is None or t - last_use > pricing.ttl_s:\n"
+             "            cost += pricing.write_multiplier * prefix_tokens\n"
+             "            last_use = t\n"
+             "        else:\n            cost += pricing.read_multiplier * prefix_tokens\n",
+             (H12 + "test_batcher_traces.py::test_ttl_boundary_and_refresh_on_read",)),
+    Mutation("break-even as the ceiling of the real root", "lesson12", "prompt_cache.py",
+             "    n = int((w - 1) // (1 - r)) + 1",
+             "    import math\n    return math.ceil((w - 1) / (1 - r))\n"
+             "    n = int((w - 1) // (1 - r)) + 1",
+             (H12 + "test_batcher_traces.py::test_breakeven_matches_brute_force",)),
+]

@@ -1,0 +1,49 @@
+"""Every grader is tested both ways: it passes the reference (the main suite runs the hidden
+graders with --impl=solutions) and it fails a plausible buggy version, planted here.
+
+Each mutation copies solutions/lessonNN, replaces one snippet of the reference with the bug,
+and runs the grader tests that exist to catch it on that copy: they must fail.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mutations import Mutation, all_mutations
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+MUTATIONS = all_mutations()
+
+
+def _mutate(mutation: Mutation, dest: Path) -> Path:
+    impl = dest / "impl"
+    shutil.copytree(ROOT / "solutions" / mutation.lesson, impl / mutation.lesson,
+                    ignore=shutil.ignore_patterns("__pycache__", "test_*"))
+    path = impl / mutation.lesson / mutation.file
+    text = path.read_text()
+    assert text.count(mutation.old) == 1, \
+        f"mutation '{mutation.name}': its snippet is not found once in {mutation.file}; " \
+        "the reference changed - update the mutation"
+    path.write_text(text.replace(mutation.old, mutation.new))
+    return impl
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=[f"{m.lesson}: {m.name}" for m in MUTATIONS])
+def test_grader_catches_planted_bug(mutation: Mutation, tmp_path: Path):
+    impl = _mutate(mutation, tmp_path)
+    for catcher in mutation.catchers:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", catcher, f"--impl={impl}", "-q", "-x",
+             "-p", "no:cacheprovider", "--no-header", "-rN"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1, (
+            f"the grader {catcher} did not catch the planted bug '{mutation.name}' "
+            f"(pytest exit code {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")

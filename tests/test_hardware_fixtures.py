@@ -1,0 +1,280 @@
+"""The GPU spec sheets: every file loads, units are sane, peaks are dense, links per direction.
+
+References: the vendor datasheets named in each file's [sources] table; the roofline ridge
+point is peak / bandwidth (Williams, Waterman, Patterson, CACM 2009).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+import hardware_fixtures as hf
+
+EXPECTED = {
+    "a100_sxm_40gb", "a100_sxm_80gb", "a10g", "b200", "h100_pcie", "h100_sxm", "h200_sxm",
+    "l4", "l40s", "mi300x", "rtx_4090",
+}
+SPECS = hf.all_specs()
+GiB, MiB = 2**30, 2**20
+
+
+def test_every_expected_fixture_exists_and_loads():
+    assert set(hf.names()) == EXPECTED
+    assert set(SPECS) == EXPECTED
+    for key, spec in SPECS.items():
+        assert spec.key == key and spec.path is not None and spec.path.name == f"{key}.toml"
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED))
+def test_units_are_sane(key):
+    s = SPECS[key]
+    assert 1 * MiB <= s.l2_bytes <= 256 * MiB, f"{key}: L2 {s.l2_bytes} B is not a plausible L2"
+    assert s.last_level_cache_bytes >= s.l2_bytes
+    assert 16 * GiB <= s.memory_bytes <= 256 * GiB, f"{key}: memory {s.memory_bytes} B (bytes, not GB?)"
+    assert 1e11 <= s.memory_bandwidth_bytes_per_s <= 1e13, f"{key}: bandwidth must be bytes/s"
+    assert 50 <= s.sm_count <= 400
+    for dtype, peak in s.peak_flops_per_s.items():
+        assert 1e13 <= peak <= 1e16, f"{key}: peak {dtype} = {peak} is not FLOP/s"
+    assert s.pcie_generation in (4, 5)
+    per_direction = {4: 32e9, 5: 64e9}[s.pcie_generation]
+    assert s.pcie_x16_bytes_per_s_per_direction == per_direction, (
+        f"{key}: PCIe Gen{s.pcie_generation} x16 is {per_direction:.0f} B/s each way; "
+        f"got {s.pcie_x16_bytes_per_s_per_direction:.0f} (a two-way total?)"
+    )
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED))
+def test_every_number_has_a_source(key):
+    s = SPECS[key]
+    numeric = {"sm_count", "l2_bytes", "memory_bytes", "memory_bandwidth_bytes_per_s",
+               "interconnect.gpu_link_bytes_per_s_per_direction", "interconnect.pcie_generation",
+               "interconnect.pcie_x16_bytes_per_s_per_direction"}
+    numeric |= {f"peak_flops_per_s.{d}" for d in s.peak_flops_per_s}
+    missing = sorted(k for k in numeric if not s.sources.get(k, "").strip())
+    assert not missing, f"{key}: numbers without a source: {missing}"
+    assert set(s.unverified) <= set(s.sources)
+
+
+def test_ridge_points_match_the_datasheet_arithmetic():
+    assert math.isclose(SPECS["h100_sxm"].ridge_point("bf16"), 989.4e12 / 3.35e12)
+    assert 290 < SPECS["h100_sxm"].ridge_point(hf.canonical_dtype("torch.bfloat16")) < 300
+    assert 150 < SPECS["a100_sxm_80gb"].ridge_point("bfloat16") < 156      # 312e12 / 2.039e12
+    assert 200 < SPECS["h200_sxm"].ridge_point("bf16") < 210               # more bandwidth, same peak
+
+
+def test_peaks_are_dense_not_sparse():
+    assert SPECS["h100_sxm"].peak_flops("bf16") == 989.4e12                 # not 1979
+    assert SPECS["h100_sxm"].peak_flops("fp8") == 1978.9e12                 # not 3958
+    assert SPECS["a100_sxm_80gb"].peak_flops("fp16") == 312e12              # not 624
+    assert SPECS["l4"].peak_flops("bf16") == 121e12                         # not 242
+    assert SPECS["b200"].peak_flops("bf16") == 2250e12                      # not 4500
+    for key, s in SPECS.items():
+        p = s.peak_flops_per_s
+        assert p["fp16"] == p["bf16"], key
+        assert p["tf32"] <= p["bf16"] / 2 * 1.02, f"{key}: tf32 runs at most half the 16-bit rate"
+        if "fp8" in p:
+            assert p["fp8"] <= 2 * p["bf16"] * 1.02, f"{key}: fp8 is at most twice 16-bit"
+
+
+def test_rtx_4090_peaks_state_the_fp32_accumulate_rate():
+    s = SPECS["rtx_4090"]
+    assert s.peak_flops("bf16") == 165.2e12
+    assert math.isclose(s.peak_flops("fp16_fp16acc"), 2 * s.peak_flops("fp16"), rel_tol=1e-3)
+
+
+def test_links_are_stored_per_direction():
+    assert SPECS["h100_sxm"].nvlink_bytes_per_s_per_direction == 450e9       # not 900e9
+    assert SPECS["h200_sxm"].nvlink_bytes_per_s_per_direction == 450e9
+    assert SPECS["a100_sxm_80gb"].nvlink_bytes_per_s_per_direction == 300e9  # not 600e9
+    assert SPECS["b200"].nvlink_bytes_per_s_per_direction == 900e9           # not 1.8e12
+    for key in ("l4", "l40s", "a10g", "rtx_4090"):
+        assert SPECS[key].nvlink_bytes_per_s_per_direction == 0.0, key
+    assert SPECS["mi300x"].nvlink_bytes_per_s_per_direction == 0.0           # Infinity Fabric instead
+    assert SPECS["mi300x"].gpu_link_bytes_per_s_per_direction == 448e9
+
+
+@pytest.mark.parametrize("device_name, key", [
+    ("NVIDIA H100 80GB HBM3", "h100_sxm"),
+    ("NVIDIA H100 PCIe", "h100_pcie"),
+    ("NVIDIA H200", "h200_sxm"),
+    ("NVIDIA A100-SXM4-80GB", "a100_sxm_80gb"),
+    ("NVIDIA A100-SXM4-40GB", "a100_sxm_40gb"),
+    ("NVIDIA L4", "l4"),
+    ("NVIDIA L40S", "l40s"),
+    ("NVIDIA A10G", "a10g"),
+    ("NVIDIA GeForce RTX 4090", "rtx_4090"),
+    ("AMD Instinct MI300X", "mi300x"),
+    ("AMD Instinct MI300X VF", "mi300x"),
+    ("NVIDIA B200", "b200"),
+    ("nvidia h100 pcie", "h100_pcie"),
+])
+def test_match_picks_the_right_fixture(device_name, key):
+    spec = hf.match(device_name)
+    assert spec is not None and spec.key == key, f"{device_name!r} -> {spec and spec.key}, want {key}"
+
+
+@pytest.mark.parametrize("device_name", [
+    "NVIDIA H100 NVL", "NVIDIA H200 NVL", "NVIDIA GH200 480GB", "NVIDIA GB200", "NVIDIA L40",
+    "NVIDIA A10", "NVIDIA A100 80GB PCIe", "NVIDIA GeForce RTX 4090 D",
+    "NVIDIA GeForce RTX 4090 Laptop GPU", "AMD Instinct MI300A", "Tesla T4", "",
+])
+def test_match_refuses_other_gpus(device_name):
+    spec = hf.match(device_name)
+    assert spec is None, f"{device_name!r} is not one of our fixtures, but matched {spec.key}"
+
+
+def test_each_fixture_matches_its_own_strings():
+    for key, spec in SPECS.items():
+        for word in spec.match:
+            assert hf.match(f"NVIDIA {word}").key == key, f"{word!r} is claimed by two fixtures"
+
+
+def test_unknown_name_lists_the_known_names():
+    with pytest.raises(hf.UnknownGPUError) as info:
+        hf.load("h100")
+    message = str(info.value)
+    assert "'h100'" in message
+    for key in EXPECTED:
+        assert key in message
+    assert hf.load("H100_SXM").key == "h100_sxm"
+
+
+def test_unknown_dtype_lists_the_known_dtypes():
+    with pytest.raises(KeyError, match="fp8") as info:
+        SPECS["a100_sxm_80gb"].peak_flops("float8_e4m3fn")                  # A100 has no fp8
+    assert "bf16" in str(info.value)
+
+
+def test_roofline_helpers():
+    s = SPECS["h100_sxm"]
+    # decode GEMV of a 4096 x 4096 bf16 weight: 2 FLOP per 2-byte weight -> intensity 1
+    flops, nbytes = 2 * 4096 * 4096, 2 * 4096 * 4096
+    assert s.is_memory_bound(flops, nbytes, "bf16")
+    assert s.roofline_time_s(flops, nbytes, "bf16") == nbytes / 3.35e12
+    assert s.attainable_flops(1.0, "bf16") == 3.35e12
+    assert s.attainable_flops(1e6, "bf16") == 989.4e12
+    assert not s.is_memory_bound(2 * 8192**3, 3 * 2 * 8192**2, "bf16")     # big square GEMM
+
+
+def test_h100_calibration_is_below_the_roofs():
+    s = SPECS["h100_sxm"]
+    cal = s.calibration
+    assert cal is not None
+    for k in ("device", "date", "command", "torch", "cuda"):
+        assert isinstance(cal[k], str) and cal[k], k
+    assert "H100 80GB HBM3" in cal["device"]
+    assert isinstance(cal.get("provisional", False), bool)
+    assert 0.5 < cal["copy_bytes_per_s"] / s.memory_bandwidth_bytes_per_s <= 1.0
+    assert 0.5 < cal["bf16_gemm_flops_per_s"] / s.peak_flops("bf16") <= 1.0
+    assert 0.5 < cal["fp8_gemm_flops_per_s"] / s.peak_flops("fp8") <= 1.0
+    assert 0.5 < cal["sdpa_decode_bytes_per_s"] / s.memory_bandwidth_bytes_per_s <= 1.0
+    assert all(other.calibration is None for k, other in SPECS.items() if k != "h100_sxm")
+
+
+def test_specs_are_read_only():
+    s = SPECS["h100_sxm"]
+    with pytest.raises(Exception):
+        s.sm_count = 1
+    with pytest.raises(TypeError):
+        s.peak_flops_per_s["bf16"] = 1.0
+
+
+def test_current_is_none_without_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert hf.current() is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 PCIe")
+    assert hf.current().key == "h100_pcie"
+
+
+def test_spec_or_measure_needs_cuda(monkeypatch):
+    import torch
+    from course.bench import CudaUnavailableError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(CudaUnavailableError, match="needs a CUDA GPU"):
+        hf.spec_or_measure()
+
+
+# --- malformed files: the error names the file and the key --------------------------------
+
+def _fixture_text(**replace: str) -> str:
+    text = (hf.FIXTURE_DIR / "l4.toml").read_text()
+    for old, new in replace.items():
+        assert old in text or old == "", old
+        text = text.replace(old, new)
+    return text
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "broken_gpu.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_copy_of_a_good_file_loads(tmp_path):
+    assert hf.load_file(_write(tmp_path, _fixture_text())).sm_count == 58
+
+
+@pytest.mark.parametrize("old, new, key", [
+    ("sm_count = 58\n", "", "sm_count"),
+    ("sm_count = 58", 'sm_count = "58"', "sm_count"),
+    ("memory_bandwidth_bytes_per_s = 300e9", "memory_bandwidth_bytes_per_s = -1.0",
+     "memory_bandwidth_bytes_per_s"),
+    ("tf32 = 60e12\n", "", "peak_flops_per_s.tf32"),
+    ("pcie_generation = 4\n", "", "interconnect.pcie_generation"),
+    ('fp32 = "NVIDIA L4 datasheet: FP32 30.3 TFLOPS"\n', "", "peak_flops_per_s.fp32"),
+    ("fp32 = 30.3e12", "fp32 = 30.3e12\nfp64 = 0.5e12", "peak_flops_per_s.fp64"),
+    ('memory_bytes = "NVIDIA', 'memory_byte = "NVIDIA', "memory_bytes"),
+    ('memory_bytes = "NVIDIA', 'memory_byte = "typo"\nmemory_bytes = "NVIDIA', "sources.memory_byte"),
+    ("sm_count = 58", "sm_count = 58\nsm_cout = 58", "sm_cout"),
+])
+def test_malformed_file_error_names_file_and_key(tmp_path, old, new, key):
+    path = _write(tmp_path, _fixture_text(**{old: new}))
+    with pytest.raises(hf.FixtureError) as info:
+        hf.load_file(path)
+    message = str(info.value)
+    assert "broken_gpu.toml" in message and f"'{key}'" in message, message
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    path = _write(tmp_path, "name = \n")
+    with pytest.raises(hf.FixtureError, match="broken_gpu.toml: not valid TOML"):
+        hf.load_file(path)
+
+
+def test_unverified_entries_are_reported():
+    assert not SPECS["a10g"].is_verified("peak_flops_per_s.bf16")
+    assert SPECS["h100_sxm"].is_verified("peak_flops_per_s.bf16")
+    assert all(SPECS[k].unverified == {} for k in ("h100_sxm", "a100_sxm_80gb"))
+
+
+def test_spec_or_measure_uses_the_fixture_or_measures_an_unknown_gpu(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+    from course import bench
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 PCIe")
+    assert hf.spec_or_measure().key == "h100_pcie"
+
+    props = SimpleNamespace(name="Tesla T4", major=7, minor=5, multi_processor_count=40,
+                            L2_cache_size=4 * MiB, total_memory=15 * GiB)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: props.name)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda *a: props)
+    monkeypatch.setattr(bench, "measure_copy_bandwidth", lambda nbytes: 2.5e11)
+    monkeypatch.setattr(bench, "measure_gemm_flops", lambda n, dtype: 5e13)
+    spec = hf.spec_or_measure()
+    assert spec.measured and spec.key == "measured" and spec.name == "Tesla T4"
+    assert spec.memory_bandwidth_bytes_per_s == 2.5e11 and spec.peak_flops("bf16") == 5e13
+    assert spec.ridge_point("bf16") == 200.0
+    assert (spec.sm_count, spec.l2_bytes, spec.memory_bytes) == (40, 4 * MiB, 15 * GiB)
+    assert spec.calibration["copy_bytes_per_s"] == 2.5e11 and "course.bench" in spec.calibration["command"]
+    assert "measured" in spec.sources["memory_bandwidth_bytes_per_s"]
