@@ -11,7 +11,7 @@ from . import report, sync
 from .run import REPO_ROOT, GradingError, Limits, grade_target
 
 # Modules of this package that add a subcommand through a register(subparsers) function.
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = ("release", "nbgrader")
 
 
 def _lessons(values: list[str] | None) -> list[str] | None:
@@ -86,7 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--root", default=str(REPO_ROOT), help=argparse.SUPPRESS)
     syn.set_defaults(func=cmd_sync)
     for name in EXTENSIONS:  # each adds its subcommand: register(subparsers)
-        importlib.import_module(f"autograder.{name}").register(sub)
+        try:
+            module = importlib.import_module(f"autograder.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"autograder.{name}":
+                raise
+            continue
+        module.register(sub)
     return parser
 
 
