@@ -16,6 +16,7 @@ class Mutation:
     old: str
     new: str
     catchers: tuple[str, ...]  # node ids relative to the repo root that must fail
+    gpu: bool = False  # the catchers are GPU graders: run only where CUDA is
 
 
 def all_mutations() -> list[Mutation]:

@@ -88,4 +88,17 @@ MUTATIONS = [
              "    import math\n    return math.ceil((w - 1) / (1 - r))\n"
              "    n = int((w - 1) // (1 - r)) + 1",
              (H12 + "test_batcher_traces.py::test_breakeven_matches_brute_force",)),
+    Mutation("GPU: a Python loop over sequences", "lesson12", "paged_attention.py",
+             "    longest = int(context_lens.max()) if batch else 0\n",
+             "    if batch > 1:\n"
+             "        return torch.cat([paged_attention_decode(q[i:i + 1], k_cache, v_cache,\n"
+             "                          block_tables[i:i + 1], context_lens[i:i + 1], scale)\n"
+             "                          for i in range(batch)])\n"
+             "    longest = int(context_lens.max()) if batch else 0\n",
+             (H12 + "test_gpu_paged.py::test_paged_decode_speed",), gpu=True),
+    Mutation("GPU: the gathered cache upcast to float32", "lesson12", "paged_attention.py",
+             "    out = F.scaled_dot_product_attention(queries, k, v, attn_mask=mask, scale=scale)\n",
+             "    out = F.scaled_dot_product_attention(queries.float(), k.float(), v.float(),\n"
+             "                                         attn_mask=mask, scale=scale).to(q.dtype)\n",
+             (H12 + "test_gpu_paged.py::test_paged_decode_speed",), gpu=True),
 ]
