@@ -91,7 +91,7 @@ def test_crashes_hangs_exits_and_floods_cost_only_their_tests(reference_grade, t
               "while True:\n    print('x' * 100000)")
     _sabotage(lesson / "fragmentation.py", "contiguous_waste", "bytearray(10**13)")
     results = _results(grade_target(target, ["lesson12"],
-                                    Limits(timeout_s=8, file_mb=8, memory_mb=8192)))
+                                    Limits(timeout_s=30, file_mb=8, memory_mb=8192)))
 
     def outcome(fragment):
         found = [r for nodeid, r in results.items() if fragment in nodeid]
