@@ -1,0 +1,160 @@
+"""Prefill and decode: the two phases of generation, sharing one KV cache.
+
+Prefill runs the whole prompt through the model in one forward pass and keeps every layer's
+keys and values; decode then runs ONE new token per step, attending over the cached keys and
+values plus its own. The cache is a list with one ``(k, v)`` pair per layer, each
+``[batch, n_kv_heads, cached_tokens, d_head]`` (the layout of ``course.llama_reference``).
+
+Invariant: prefill of ``ids[:, :T]`` followed by decode steps of ``ids[:, T]``, ``ids[:, T+1]``,
+... gives, at every step, the logits that a full forward of the whole sequence gives at that
+position (``course.llama_reference.llama_forward``), up to float rounding.
+
+Read: learning/lesson03.md#one-forward-two-phases
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from course.config import LlamaConfig
+from course.llama_reference import apply_rope, mlp, rms_norm, rope_cos_sin
+
+Weights = dict[str, torch.Tensor]
+Cache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (k, v): [B, n_kv_heads, S, d_head]
+
+
+# ----------------------------------------------------------------------------- given helpers
+
+
+def project_qkv(w: Weights, p: str, cfg: LlamaConfig, h: torch.Tensor, cos: torch.Tensor,
+                sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries, keys and values of the NEW tokens of one layer, RoPE applied to q and k.
+
+    Args:
+        w, p: the weights and the layer's prefix, e.g. ``"model.layers.3.self_attn."``.
+        h: ``[B, T, d_model]``, the normalised hidden states of the T new tokens.
+        cos, sin: ``[T, d_head]`` from ``rope_cos_sin(cfg, positions)`` at the tokens'
+            ABSOLUTE positions (a decode token after 10 cached ones sits at position 10).
+    Returns:
+        q ``[B, n_heads, T, d_head]``, k and v ``[B, n_kv_heads, T, d_head]``.
+    """
+    B, T, _ = h.shape
+
+    def heads(name: str, n: int) -> torch.Tensor:
+        return (h @ w[p + name].T).view(B, T, n, cfg.d_head).transpose(1, 2)
+
+    q = apply_rope(heads("q_proj.weight", cfg.n_heads), cos, sin)
+    k = apply_rope(heads("k_proj.weight", cfg.n_kv_heads), cos, sin)
+    return q, k, heads("v_proj.weight", cfg.n_kv_heads)
+
+
+def attend(w: Weights, p: str, cfg: LlamaConfig, q: torch.Tensor, k: torch.Tensor,
+           v: torch.Tensor) -> torch.Tensor:
+    """Causal GQA attention of T new queries over all S keys, then the output projection.
+
+    q: ``[B, n_heads, T, d_head]``; k, v: ``[B, n_kv_heads, S, d_head]`` holding the cached
+    tokens FIRST and the T new ones last (S >= T). Query t sits at absolute position
+    ``S - T + t`` and sees keys ``0 .. S - T + t``. Returns ``[B, T, d_model]``.
+    """
+    B, _, T, _ = q.shape
+    S = k.shape[2]
+    if S < T:
+        raise ValueError(f"attend: {S} keys for {T} queries; the new tokens' keys must be included")
+    mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=cfg.group_size > 1)
+    return out.transpose(1, 2).reshape(B, T, cfg.n_heads * cfg.d_head) @ w[p + "o_proj.weight"].T
+
+
+def cache_length(cache: Cache) -> int:
+    """Tokens held in the cache (0 for an empty one)."""
+    return cache[0][0].shape[2] if cache else 0
+
+
+def _check_ids(input_ids: torch.Tensor, cfg: LlamaConfig, cache: Cache) -> None:
+    if input_ids.dim() != 2 or input_ids.dtype.is_floating_point:
+        raise ValueError(f"input_ids must be an integer tensor [batch, tokens], got shape "
+                         f"{tuple(input_ids.shape)} and dtype {input_ids.dtype}")
+    if input_ids.shape[1] == 0:
+        raise ValueError("input_ids holds no tokens: there is nothing to run")
+    if cache and (len(cache) != cfg.n_layers or cache[0][0].shape[0] != input_ids.shape[0]):
+        raise ValueError(f"the cache has {len(cache)} layers and batch {cache[0][0].shape[0]}; "
+                         f"expected {cfg.n_layers} layers and batch {input_ids.shape[0]}")
+
+
+# ----------------------------------------------------------------------------- what you write
+
+
+def run_layers(weights: Weights, cfg: LlamaConfig, input_ids: torch.Tensor,
+               cache: Cache) -> tuple[torch.Tensor, Cache]:
+    """Run new tokens through every decoder layer, continuing the sequence in ``cache``.
+
+    Args:
+        input_ids: ``[B, T]`` int, the T new tokens of each of B sequences.
+        cache: per layer ``(k, v)``, each ``[B, n_kv_heads, S, d_head]`` for S cached tokens;
+            ``[]`` for an empty cache (then S = 0).
+    Returns:
+        ``(hidden, new_cache)``: hidden ``[B, T, d_model]`` after the final RMSNorm
+        (``model.norm.weight``), and a NEW list whose layer ``i`` holds the old keys/values
+        followed by the T new ones, ``[B, n_kv_heads, S + T, d_head]``.
+        The ``cache`` argument is not modified (a caller may branch from it twice).
+
+    The new tokens sit at positions ``S .. S + T - 1``: RoPE must rotate them by those
+    angles, not from 0. Per layer: ``h = rms_norm(x, input_layernorm)``, ``project_qkv``,
+    join the cached k/v with the new ones, ``x += attend(...)``, then
+    ``x += mlp(w, p + "mlp.", rms_norm(x, post_attention_layernorm))``. About 15 lines;
+    ``course.llama_reference.llama_forward`` is the same loop with an in-place cache.
+
+    Read: learning/lesson03.md#one-forward-two-phases
+    """
+    _check_ids(input_ids, cfg, cache)
+    # hint: positions = torch.arange(S, S + T); cos, sin = rope_cos_sin(cfg, positions)
+    raise NotImplementedError('lesson03: run_layers - read learning/lesson03.md#one-forward-two-phases')
+
+
+def prefill(weights: Weights, cfg: LlamaConfig,
+            input_ids: torch.Tensor) -> tuple[torch.Tensor, Cache]:
+    """Run the whole prompt once; return the next-token logits and the filled cache.
+
+    Args:
+        input_ids: ``[B, T]`` int, the prompts (all of length T, no padding).
+    Returns:
+        ``(logits_last, cache)``: ``[B, vocab_size]``, the logits at the LAST prompt position
+        (they choose the first generated token), and the cache of all T tokens.
+
+    Only the last position's logits are needed: project only that row through
+    ``lm_head.weight`` (``[vocab, d_model]``); for a long prompt the other T - 1 rows would
+    cost ``2 * (T - 1) * vocab * d_model`` FLOPs per sequence for nothing. About 3 lines.
+
+    Read: learning/lesson03.md#one-forward-two-phases
+    """
+    raise NotImplementedError('lesson03: prefill - read learning/lesson03.md#one-forward-two-phases')
+
+
+def decode_step(weights: Weights, cfg: LlamaConfig, token: torch.Tensor,
+                cache: Cache) -> tuple[torch.Tensor, Cache]:
+    """One decode step: run one new token per sequence against the cache.
+
+    Args:
+        token: ``[B]`` int, the newest token of each sequence.
+        cache: from ``prefill`` or an earlier ``decode_step``, S tokens per layer.
+    Returns:
+        ``(logits, cache)``: ``[B, vocab_size]`` for the next token, and the cache with
+        S + 1 tokens. The cache passed in is left as it was.
+
+    Example (greedy generation)::
+
+        logits, cache = prefill(w, cfg, ids)
+        for _ in range(n):
+            token = logits.argmax(-1)
+            logits, cache = decode_step(w, cfg, token, cache)
+
+    About 3 lines.
+
+    Read: learning/lesson03.md#one-forward-two-phases
+    """
+    if token.dim() != 1:
+        raise ValueError(f"token must be [batch], one id per sequence; got shape {tuple(token.shape)}")
+    if not cache:
+        raise ValueError("decode_step needs a filled cache: run prefill first")
+    raise NotImplementedError('lesson03: decode_step - read learning/lesson03.md#one-forward-two-phases')

@@ -1,0 +1,44 @@
+"""Lesson 03, part 1: prefill and decode steps. Run: pytest exercises/lesson03"""
+
+import torch
+
+from course.config import tiny
+from course.llama_reference import llama_forward
+from course.model import random_weights
+from course.testing import assert_close
+from exercises.lesson03.phases import decode_step, prefill, run_layers
+
+REFERENCE = "a full forward of the whole sequence (course.llama_reference.llama_forward)"
+
+
+def test_run_layers_returns_hidden_and_a_full_cache():
+    cfg = tiny()
+    w = random_weights(cfg, seed=0)
+    ids = torch.randint(0, cfg.vocab_size, (2, 5), generator=torch.Generator().manual_seed(0))
+    hidden, cache = run_layers(w, cfg, ids, [])
+    assert hidden.shape == (2, 5, cfg.d_model)
+    assert len(cache) == cfg.n_layers
+    assert cache[0][0].shape == (2, cfg.n_kv_heads, 5, cfg.d_head)
+
+
+def test_prefill_logits_are_the_last_position_of_a_full_forward():
+    cfg = tiny()
+    w = random_weights(cfg, seed=1)
+    ids = torch.randint(0, cfg.vocab_size, (2, 7), generator=torch.Generator().manual_seed(1))
+    logits, cache = prefill(w, cfg, ids)
+    assert_close(logits, llama_forward(w, cfg, ids)[:, -1], atol=1e-4, rtol=1e-4,
+                 what="prefill logits", reference=REFERENCE)
+    assert cache[0][1].shape == (2, cfg.n_kv_heads, 7, cfg.d_head)
+
+
+def test_decode_steps_agree_with_a_full_forward():
+    cfg = tiny()
+    w = random_weights(cfg, seed=2)
+    ids = torch.randint(0, cfg.vocab_size, (2, 9), generator=torch.Generator().manual_seed(2))
+    full = llama_forward(w, cfg, ids)
+    logits, cache = prefill(w, cfg, ids[:, :6])
+    for t in range(6, 9):
+        logits, cache = decode_step(w, cfg, ids[:, t], cache)
+        assert_close(logits, full[:, t], atol=1e-4, rtol=1e-4,
+                     what=f"decode step logits at position {t}", reference=REFERENCE)
+    assert cache[-1][0].shape[2] == 9, "each decode step must add one token to every layer"

@@ -1,0 +1,1 @@
+"""Lesson 04: KV cache arithmetic and a preallocated KV cache."""

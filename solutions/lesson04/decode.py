@@ -1,0 +1,115 @@
+"""Generation on a preallocated KV cache: prefill once, then O(1)-in-prompt-length steps.
+
+A decode step runs only the newest token through the layers; the keys and values of every
+earlier token come from the cache. Its linear-layer FLOPs are ``2 x n_params`` per sequence
+whatever the prompt length; only attention grows, by ``4 x n_layers x n_heads x d_head`` FLOPs
+per cached token. Re-running the whole sequence at every step instead costs ``2 x n_params``
+per token of the sequence: for a 1000-token prompt, a thousand times more.
+
+Read: learning/lesson04.md#why-the-cache-pays
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from course.config import LlamaConfig
+from course.llama_reference import apply_rope, mlp, rms_norm, rope_cos_sin
+
+from .kv_cache import KVCache
+
+Weights = dict[str, torch.Tensor]
+
+
+def new_qkv(w: Weights, p: str, cfg: LlamaConfig, h: torch.Tensor, cos: torch.Tensor,
+            sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Given. h: ``[B, T, d_model]`` normalised; cos, sin: ``[T, d_head]`` at the tokens'
+    absolute positions. Returns q ``[B, n_heads, T, d_head]``, k and v
+    ``[B, n_kv_heads, T, d_head]`` (RoPE on q and k). ``p`` is e.g. "model.layers.0.self_attn."."""
+    B, T, _ = h.shape
+
+    def heads(name: str, n: int) -> torch.Tensor:
+        return (h @ w[p + name].T).view(B, T, n, cfg.d_head).transpose(1, 2)
+
+    q = apply_rope(heads("q_proj.weight", cfg.n_heads), cos, sin)
+    k = apply_rope(heads("k_proj.weight", cfg.n_kv_heads), cos, sin)
+    return q, k, heads("v_proj.weight", cfg.n_kv_heads)
+
+
+def attend(w: Weights, p: str, cfg: LlamaConfig, q: torch.Tensor, k: torch.Tensor,
+           v: torch.Tensor) -> torch.Tensor:
+    """Given. Causal GQA attention of T new queries over S >= T keys (cached ones first,
+    the T new ones last), then o_proj. q: ``[B, n_heads, T, d_head]``; k, v:
+    ``[B, n_kv_heads, S, d_head]`` (views are fine). Returns ``[B, T, d_model]``."""
+    B, _, T, _ = q.shape
+    S = k.shape[2]
+    mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
+    out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask,
+                                         enable_gqa=cfg.group_size > 1)
+    return out.transpose(1, 2).reshape(B, T, cfg.n_heads * cfg.d_head) @ w[p + "o_proj.weight"].T
+
+
+def forward_cached(weights: Weights, cfg: LlamaConfig, input_ids: torch.Tensor,
+                   cache: KVCache) -> torch.Tensor:
+    """Run T new tokens after the ``cache.length(0)`` tokens the cache holds; return the
+    next-token logits ``[B, vocab_size]`` (last position only).
+
+    Per layer: normalise, ``new_qkv`` at positions ``n .. n + T - 1`` (n = tokens cached
+    before this call), ``cache.append`` the new k and v, ``attend`` over ``cache.get(layer)``,
+    then the MLP block. Finally the last position through ``model.norm`` and ``lm_head``.
+    About 15 lines. Works for a prompt (T tokens, empty cache) and a decode step (T = 1).
+
+    Read: learning/lesson04.md#why-the-cache-pays
+    """
+    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+        raise ValueError(f"input_ids must be [batch, tokens] with tokens >= 1, got "
+                         f"{tuple(input_ids.shape)}")
+    if len(cache.lengths) != cfg.n_layers:
+        raise ValueError(f"the cache has {len(cache.lengths)} layers, the model {cfg.n_layers}")
+    ### BEGIN SOLUTION
+    start = cache.length(0)
+    positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
+    x = weights["model.embed_tokens.weight"][input_ids]
+    cos, sin = (t.to(x.dtype) for t in rope_cos_sin(cfg, positions))
+    for i in range(cfg.n_layers):
+        p = f"model.layers.{i}."
+        h = rms_norm(x, weights[p + "input_layernorm.weight"], cfg.rms_eps)
+        q, k, v = new_qkv(weights, p + "self_attn.", cfg, h, cos, sin)
+        cache.append(i, k, v)
+        x = x + attend(weights, p + "self_attn.", cfg, q, *cache.get(i))
+        h = rms_norm(x, weights[p + "post_attention_layernorm.weight"], cfg.rms_eps)
+        x = x + mlp(weights, p + "mlp.", h)
+    last = rms_norm(x[:, -1], weights["model.norm.weight"], cfg.rms_eps)
+    return last @ weights["lm_head.weight"].T
+    ### END SOLUTION
+
+
+@torch.no_grad()
+def generate_greedy(weights: Weights, cfg: LlamaConfig, input_ids: torch.Tensor,
+                    max_new: int, cache: KVCache) -> torch.Tensor:
+    """Greedy generation: ``[B, T]`` prompt -> ``[B, T + max_new]`` ids.
+
+    One ``forward_cached`` over the prompt (the cache must be empty), then one call per new
+    token with just that token: ``max_new`` argmax picks in all, ``max_new - 1`` decode steps
+    (the last token picked is never run). Never re-run tokens the cache already holds.
+    About 8 lines.
+
+    Read: learning/lesson04.md#why-the-cache-pays
+    """
+    if cache.length(0) != 0:
+        raise ValueError("generate_greedy needs an empty cache (call cache.reset() first)")
+    if max_new < 0:
+        raise ValueError(f"max_new must be >= 0, got {max_new}")
+    if max_new == 0:
+        return input_ids.clone()
+    ### BEGIN SOLUTION
+    out = [input_ids]
+    logits = forward_cached(weights, cfg, input_ids, cache)
+    for step in range(max_new):
+        token = logits.argmax(dim=-1, keepdim=True)  # [B, 1]
+        out.append(token)
+        if step + 1 < max_new:
+            logits = forward_cached(weights, cfg, token, cache)
+    return torch.cat(out, dim=1)
+    ### END SOLUTION
