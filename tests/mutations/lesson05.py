@@ -50,4 +50,11 @@ MUTATIONS = [
              "    return mha // (2 * cfg.n_layers * kv * cfg.d_head)\n",
              "    return cfg.n_heads // cfg.n_kv_heads\n",
              (H05 + "test_conversion_grading.py::test_kv_reduction_factor_matches_kv_bytes",)),
+    Mutation("GPU: K/V repeated before attention", "lesson05", "grouped_attention.py",
+             "    out = F.scaled_dot_product_attention(queries, k, v, attn_mask=mask, scale=scale)\n"
+             "    return out.reshape(batch, n_heads, T, d_head)\n",
+             "    mask = None if mask is None else visible\n"
+             "    return F.scaled_dot_product_attention(q, repeat_kv(k, group), repeat_kv(v, group),"
+             " attn_mask=mask, scale=scale)\n",
+             (H05 + "test_gpu_gqa.py::test_gqa_decode_near_copy_bandwidth",), gpu=True),
 ]

@@ -1,0 +1,90 @@
+"""Hidden grader, lesson 05: repeat_kv and grouped-query attention, any shape, and cost.
+
+The reference is torch's SDPA on K/V expanded with ``repeat_interleave`` and an explicit
+bottom-right causal mask (query t at position S - T + t): a path independent of the code under
+test. Cost is checked by counting bytes allocated (course.counting.AllocationCounter).
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from course.counting import AllocationCounter
+from course.testing import assert_close
+from exercises.lesson05.grouped_attention import gqa_attention, repeat_kv
+
+REFERENCE = "SDPA on K/V expanded with repeat_interleave (bottom-right causal mask)"
+
+
+def reference(q, k, v, causal, scale=None):
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    T, S = q.shape[2], k.shape[2]
+    mask = torch.ones(T, S, dtype=torch.bool).tril(diagonal=S - T) if causal else None
+    return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask,
+                                          scale=scale).to(q.dtype)
+
+
+def qkv(batch, n_heads, n_kv_heads, T, S, d_head, seed, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    make = lambda h, n: torch.randn(batch, h, n, d_head, generator=g).to(dtype)  # noqa: E731
+    return make(n_heads, T), make(n_kv_heads, S), make(n_kv_heads, S)
+
+
+@pytest.mark.points(1)
+@given(batch=st.integers(1, 3), n_kv=st.integers(1, 4), n_rep=st.integers(1, 5),
+       tokens=st.integers(1, 7), seed=st.integers(0, 2**16))
+def test_repeat_kv_equals_repeat_interleave(batch, n_kv, n_rep, tokens, seed):
+    """Bug: tiling the heads ([a, b, a, b], torch.repeat / expand on the wrong axis) instead of
+    interleaving them ([a, a, b, b]): query head h must meet KV head h // n_rep."""
+    x = torch.randn(batch, n_kv, tokens, 3, generator=torch.Generator().manual_seed(seed))
+    got = repeat_kv(x, n_rep)
+    assert_close(got, torch.repeat_interleave(x, n_rep, dim=1), atol=0,
+                 what=f"repeat_kv(n_kv={n_kv}, n_rep={n_rep})",
+                 reference="torch.repeat_interleave(x, n_rep, dim=1)")
+
+
+@pytest.mark.points(4)
+@given(batch=st.integers(1, 3), n_kv=st.integers(1, 4), group=st.integers(1, 4),
+       T=st.integers(1, 6), extra=st.integers(0, 9), causal=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_gqa_equals_expanded_sdpa(batch, n_kv, group, T, extra, causal, seed):
+    """Bugs: query head h reading KV head h % n_kv (groups strided instead of consecutive);
+    a top-left causal mask (``is_causal=True`` with T < S: decode queries then see too few
+    keys); MHA (group 1) or MQA (one KV head) special cases that break."""
+    q, k, v = qkv(batch, n_kv * group, n_kv, T, T + extra, 8, seed)
+    assert_close(gqa_attention(q, k, v, causal=causal), reference(q, k, v, causal),
+                 atol=2e-5, rtol=2e-5,
+                 what=f"gqa_attention(heads {n_kv * group}/{n_kv}, T {T}, S {T + extra}, "
+                      f"causal={causal})", reference=REFERENCE)
+
+
+@pytest.mark.points(1)
+def test_custom_scale_and_bfloat16():
+    """Bugs: ignoring ``scale`` (always 1/sqrt(d_head)); returning float32 for bf16 inputs."""
+    q, k, v = qkv(2, 6, 2, 4, 11, 16, seed=3)
+    assert_close(gqa_attention(q, k, v, causal=True, scale=0.3),
+                 reference(q, k, v, True, scale=0.3), atol=2e-5, rtol=2e-5,
+                 what="gqa_attention(scale=0.3)", reference=REFERENCE)
+    qb, kb, vb = (t.bfloat16() for t in (q, k, v))
+    assert_close(gqa_attention(qb, kb, vb, causal=True), reference(qb, kb, vb, True),
+                 atol=2e-2, rtol=2e-2, what="gqa_attention in bfloat16", reference=REFERENCE)
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("T,causal", [(1, False), (1, True), (4, True)],
+                         ids=["decode", "decode-causal", "prefill-chunk"])
+def test_never_allocates_repeated_kv(T, causal):
+    """Bug: ``repeat_kv`` (or repeat_interleave, or ``expand(...).contiguous()``) on K and V
+    before attention: n_heads / n_kv_heads times the KV bytes, copied every decode step. All
+    the allocations together must stay below the size of ONE repeated K."""
+    q, k, v = qkv(2, 16, 2, T, 128, 32, seed=5)
+    expanded = 2 * 16 * 128 * 32 * 4  # [batch, n_heads, S, d_head] float32, bytes
+    with AllocationCounter() as counter:
+        gqa_attention(q, k, v, causal=causal)
+    assert counter.total_bytes < expanded, (
+        f"gqa_attention allocated {counter.total_bytes:,} B in total; one repeated K alone is "
+        f"{expanded:,} B. Fold each group of query heads into the query axis instead of "
+        f"repeating K/V.\n{counter.report()}")

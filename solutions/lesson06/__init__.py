@@ -1,0 +1,1 @@
+"""Lesson 06: capacity planning - weights, KV cache and overhead on real GPUs."""
