@@ -12,42 +12,17 @@ Read: learning/lesson04.md#why-the-cache-pays
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from course.config import LlamaConfig
-from course.llama_reference import apply_rope, mlp, rms_norm, rope_cos_sin
+from course.llama_reference import mlp, rms_norm, rope_cos_sin
+
+from course.cached_attention import attend, project_qkv
 
 from .kv_cache import KVCache
 
 Weights = dict[str, torch.Tensor]
 
 
-def new_qkv(w: Weights, p: str, cfg: LlamaConfig, h: torch.Tensor, cos: torch.Tensor,
-            sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Given. h: ``[B, T, d_model]`` normalised; cos, sin: ``[T, d_head]`` at the tokens'
-    absolute positions. Returns q ``[B, n_heads, T, d_head]``, k and v
-    ``[B, n_kv_heads, T, d_head]`` (RoPE on q and k). ``p`` is e.g. "model.layers.0.self_attn."."""
-    B, T, _ = h.shape
-
-    def heads(name: str, n: int) -> torch.Tensor:
-        return (h @ w[p + name].T).view(B, T, n, cfg.d_head).transpose(1, 2)
-
-    q = apply_rope(heads("q_proj.weight", cfg.n_heads), cos, sin)
-    k = apply_rope(heads("k_proj.weight", cfg.n_kv_heads), cos, sin)
-    return q, k, heads("v_proj.weight", cfg.n_kv_heads)
-
-
-def attend(w: Weights, p: str, cfg: LlamaConfig, q: torch.Tensor, k: torch.Tensor,
-           v: torch.Tensor) -> torch.Tensor:
-    """Given. Causal GQA attention of T new queries over S >= T keys (cached ones first,
-    the T new ones last), then o_proj. q: ``[B, n_heads, T, d_head]``; k, v:
-    ``[B, n_kv_heads, S, d_head]`` (views are fine). Returns ``[B, T, d_model]``."""
-    B, _, T, _ = q.shape
-    S = k.shape[2]
-    mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
-    out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask,
-                                         enable_gqa=cfg.group_size > 1)
-    return out.transpose(1, 2).reshape(B, T, cfg.n_heads * cfg.d_head) @ w[p + "o_proj.weight"].T
 
 
 def forward_cached(weights: Weights, cfg: LlamaConfig, input_ids: torch.Tensor,
@@ -55,7 +30,7 @@ def forward_cached(weights: Weights, cfg: LlamaConfig, input_ids: torch.Tensor,
     """Run T new tokens after the ``cache.length(0)`` tokens the cache holds; return the
     next-token logits ``[B, vocab_size]`` (last position only).
 
-    Per layer: normalise, ``new_qkv`` at positions ``n .. n + T - 1`` (n = tokens cached
+    Per layer: normalise, ``project_qkv`` at positions ``n .. n + T - 1`` (n = tokens cached
     before this call), ``cache.append`` the new k and v, ``attend`` over ``cache.get(layer)``,
     then the MLP block. Finally the last position through ``model.norm`` and ``lm_head``.
     About 15 lines. Works for a prompt (T tokens, empty cache) and a decode step (T = 1).
