@@ -1,0 +1,55 @@
+"""Lesson 19, part 2: a TP MLP and a TP attention block on 2 gloo ranks. Run: pytest exercises/lesson19"""
+
+import torch
+import torch.nn.functional as F
+
+from course.distributed import count_collectives, run_ranks
+from exercises.lesson19.tp_layers import tp_attention_forward, tp_mlp_forward
+
+
+def mlp_rank(rank, world, x, gate, up, down):
+    from exercises.lesson19.shards import column_parallel_shard, row_parallel_shard
+    shards = (column_parallel_shard(gate, rank, world), column_parallel_shard(up, rank, world),
+              row_parallel_shard(down, rank, world))
+    with count_collectives() as calls:
+        out = tp_mlp_forward(x, *shards)
+    return out, dict(calls)
+
+
+def attention_rank(rank, world, x, wq, wk, wv, wo, d_head):
+    # 4 query heads, 2 KV heads, 2 ranks: rank r owns query heads 2r, 2r+1 and KV head r
+    q_rows = slice(rank * 2 * d_head, (rank + 1) * 2 * d_head)
+    kv_rows = slice(rank * d_head, (rank + 1) * d_head)
+    with count_collectives() as calls:
+        out = tp_attention_forward(x, wq[q_rows], wk[kv_rows], wv[kv_rows], wo[:, q_rows], d_head)
+    return out, dict(calls)
+
+
+def test_tp_mlp_on_two_ranks_equals_the_unsharded_mlp_with_one_all_reduce():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 16, generator=g)
+    gate, up, down = (torch.randn(32, 16, generator=g), torch.randn(32, 16, generator=g),
+                      torch.randn(16, 32, generator=g))
+    expected = (F.silu(x @ gate.T) * (x @ up.T)) @ down.T
+    for rank, (out, calls) in enumerate(run_ranks(mlp_rank, 2, x, gate, up, down)):
+        torch.testing.assert_close(out, expected, msg=f"rank {rank}: TP MLP != unsharded MLP")
+        assert calls == {"all_reduce": 1}, f"rank {rank}: expected one all_reduce, saw {calls}"
+
+
+def test_tp_attention_on_two_ranks_equals_unsharded_attention():
+    g = torch.Generator().manual_seed(1)
+    d_head, d_model, seq = 8, 32, 5
+    x = torch.randn(1, seq, d_model, generator=g)
+    wq, wo = torch.randn(4 * d_head, d_model, generator=g), torch.randn(d_model, 4 * d_head, generator=g)
+    wk, wv = torch.randn(2 * d_head, d_model, generator=g), torch.randn(2 * d_head, d_model, generator=g)
+    # unsharded causal GQA attention, written out (query head h reads KV head h // 2)
+    q = (x @ wq.T).view(1, seq, 4, d_head).transpose(1, 2)
+    k = (x @ wk.T).view(1, seq, 2, d_head).transpose(1, 2).repeat_interleave(2, dim=1)
+    v = (x @ wv.T).view(1, seq, 2, d_head).transpose(1, 2).repeat_interleave(2, dim=1)
+    scores = (q @ k.transpose(-1, -2)) / d_head ** 0.5
+    scores = scores.masked_fill(torch.ones(seq, seq, dtype=torch.bool).triu(1), float("-inf"))
+    expected = (scores.softmax(-1) @ v).transpose(1, 2).reshape(1, seq, -1) @ wo.T
+    for rank, (out, calls) in enumerate(run_ranks(attention_rank, 2, x, wq, wk, wv, wo, d_head)):
+        torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4,
+                                   msg=f"rank {rank}: TP attention != unsharded attention")
+        assert calls == {"all_reduce": 1}, f"rank {rank}: expected one all_reduce, saw {calls}"
