@@ -32,11 +32,28 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if args.target in ("solutions", "exercises") and not target.exists():
         target = REPO_ROOT / args.target
     limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb)
+    from . import classroom, run
+    if args.class_ or classroom.is_class_folder(target):
+        if not target.is_dir():
+            raise GradingError(f"{target}: no such folder")
+        out = Path(args.out) if args.out else target.parent / f"{target.name}-grades"
+        classroom.grade_class(target, out, _lessons(args.lesson), limits, args.jobs)
+        return 0
     results = grade_target(target, _lessons(args.lesson), limits)
     rows = report.by_lesson(results)
     print(report.table(rows, title=f"Grades for {target}"))
+    notes = run.LAST_RUN
+    if notes.get("isolation"):
+        print(f"isolation: {notes['isolation']}")
+    if notes.get("review"):
+        print("for review (not scored): lines of the submission that touch the grader, "
+              "processes or the interpreter:")
+        for line in notes["review"][:20]:
+            print(f"  {line}")
     if args.json:
-        report.write_json(args.json, report.to_json(rows, str(target)))
+        data = report.to_json(rows, str(target))
+        data.update(isolation=notes.get("isolation", ""), review=notes.get("review", []))
+        report.write_json(args.json, data)
     if args.gradescope:
         report.write_json(args.gradescope, report.to_gradescope(rows))
     return 0
@@ -67,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     grade = sub.add_parser("grade", help="grade a folder of lessonNN packages")
     grade.add_argument("target", nargs="?", default="exercises",
-                       help="folder holding lessonNN/ packages (default: exercises)")
+                       help="folder holding lessonNN/ packages (default: exercises), or a "
+                            "class: a folder of student folders")
     grade.add_argument("--lesson", action="append", metavar="N",
                        help="grade only these lessons (repeat, or 12,13)")
     grade.add_argument("--json", metavar="FILE", help="write per-test results as JSON")
@@ -76,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds one test may run (default 60)")
     grade.add_argument("--memory-mb", type=int, default=8192, metavar="MB",
                        help="address-space limit of the test process (default 8192)")
+    grade.add_argument("--class", dest="class_", action="store_true",
+                       help="TARGET holds one sub-folder per student (detected when its "
+                            "sub-folders hold lessonNN/ and it does not)")
+    grade.add_argument("--jobs", type=int, default=None, metavar="N",
+                       help="students graded in parallel (default: cores, within 80%% of "
+                            "the available memory at --memory-mb each)")
+    grade.add_argument("--out", metavar="DIR",
+                       help="class grading: where grades.csv and students/ go "
+                            "(default: TARGET-grades next to TARGET)")
     grade.set_defaults(func=cmd_grade)
 
     syn = sub.add_parser("sync", help="generate exercises/ from solutions/")

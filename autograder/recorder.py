@@ -5,10 +5,22 @@ which test is running when the child hangs or dies, and what every finished test
 Events: ``collected`` (node id, points, lesson, hidden or visible), ``collect_error`` (a test
 module that could not be imported), ``start`` and ``result`` (outcome and a short reason).
 Every line is flushed and fsync-free; a line cut short by a crash is ignored by the reader.
+
+Integrity (see docs/THREAT_MODEL.md): when grading, ``--record fd:W:K`` names two inherited
+file descriptors: ``W``, the write end of a pipe to the grader (no file the submission could
+append to), and ``K``, a pipe holding a fresh random key. The key is read and ``K`` closed in
+``pytest_configure``, before collection imports any submission code. Every line then carries
+a sequence number and an HMAC-SHA256 of its content; the grader drops lines that fail the
+check (and fails the test that was running when one arrived). A :class:`autograder.guard.Guard`
+snapshot taken before collection fails any test after which the grader's world (pytest,
+torch, the course helpers, the test modules, the plugin list) was found changed, and puts it
+back. ``--record PATH`` (a plain, unsigned file) remains for debugging.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -89,14 +101,53 @@ class Recorder:
         if call.excinfo is not None and isinstance(call.excinfo.value, BaseExceptionGroup):
             report.course_reason = exception_reason(call.excinfo.value)
 
-    def __init__(self, path: str):
-        self.fh = open(path, "a", buffering=1, encoding="utf-8")
+    def __init__(self, target: str, config=None):
+        self.key, self.seq, self.guard, self.tampered = None, 0, None, []
+        if target.startswith("fd:"):
+            write_fd, key_fd = (int(x) for x in target[3:].split(":"))
+            key = b""
+            while len(key) < 32:
+                chunk = os.read(key_fd, 32 - len(key))
+                if not chunk:
+                    break
+                key += chunk
+            os.close(key_fd)
+            self.key = key
+            self.fh = os.fdopen(write_fd, "w", buffering=1, encoding="utf-8")
+            if config is not None:
+                from autograder.guard import Guard
+                self.guard = Guard(config.pluginmanager, config.hook)
+        else:
+            self.fh = open(target, "a", buffering=1, encoding="utf-8")
         self.outcomes: dict[str, dict] = {}
 
     def emit(self, **event) -> None:
         event["t"] = time.time()
-        self.fh.write(json.dumps(event) + "\n")
+        payload = json.dumps(event, sort_keys=True)
+        if self.key is not None:
+            self.seq += 1
+            mac = hmac.new(self.key, f"{self.seq}:{payload}".encode(), hashlib.sha256)
+            line = json.dumps({"seq": self.seq, "mac": mac.hexdigest(), "event": payload})
+        else:
+            line = payload
+        self.fh.write(line + "\n")
         self.fh.flush()
+
+    def _tamper_check(self) -> list[str]:
+        if self.guard is None:
+            return []
+        changed = self.guard.check()
+        if changed:
+            self.guard.restore()
+        return changed
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session):
+        if self.guard is not None:
+            self.guard.snapshot()
+
+    def pytest_sessionfinish(self, session, exitstatus):
+        self.emit(event="done", exitstatus=int(exitstatus))
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items):
@@ -116,6 +167,21 @@ class Recorder:
         if report.failed:
             self.emit(event="collect_error", nodeid=report.nodeid, reason=short_reason(report))
 
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_make_collect_report(self, collector):
+        outcome = yield
+        if self.guard is None or not isinstance(collector, pytest.Module):
+            return
+        report = outcome.get_result()
+        changed = self._tamper_check()
+        if changed:
+            self.emit(event="tamper", nodeid=collector.nodeid, reason=_tamper_reason(changed))
+        if report.passed:
+            try:
+                self.guard.watch_test_module(collector.obj)
+            except Exception:
+                pass
+
     def pytest_runtest_logstart(self, nodeid, location):
         self.outcomes[nodeid] = {"outcome": "passed", "reason": ""}
         self.emit(event="start", nodeid=nodeid)
@@ -129,7 +195,12 @@ class Recorder:
             state.update(outcome="failed", reason=where + short_reason(report))
 
     def pytest_runtest_logfinish(self, nodeid, location):
+        if self.guard is not None:
+            _kill_strays()
         state = self.outcomes.pop(nodeid, {"outcome": "failed", "reason": "no report"})
+        changed = self._tamper_check()
+        if changed:
+            state = {"outcome": "failed", "reason": _tamper_reason(changed)}
         self.emit(event="result", nodeid=nodeid, **state)
 
     def pytest_unconfigure(self, config):
@@ -137,12 +208,38 @@ class Recorder:
 
 
 def pytest_addoption(parser):
-    parser.getgroup("course").addoption("--record", default=None,
-                                        help="stream test events as JSON lines to this file")
+    parser.getgroup("course").addoption(
+        "--record", default=None,
+        help="stream test events as JSON lines to this file (or fd:W:K, for the grader)")
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
     path = config.getoption("record")
     if path:
-        config.pluginmanager.register(Recorder(path), "course-recorder")
+        config.pluginmanager.register(Recorder(path, config), "course-recorder")
+
+
+def _kill_strays() -> None:
+    """Kill the processes a test left behind in this process group (forks still running,
+    a fork bomb's sleepers), so that they cannot hold the next test's process quota."""
+    me, group = os.getpid(), os.getpgrp()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            if os.getpgid(int(entry)) == group:
+                os.kill(int(entry), 9)
+        except OSError:
+            continue
+
+
+def _tamper_reason(changed: list[str]) -> str:
+    shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if len(changed) > 4
+                                      else "")
+    return ("the submission changed the grader's environment (" + shown + "): scored zero, "
+            "the originals were put back")
