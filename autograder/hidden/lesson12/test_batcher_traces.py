@@ -94,14 +94,15 @@ def test_a_slot_freed_this_step_is_reused_next_step():
 @given(lengths=st.lists(st.integers(0, 5000), max_size=30), block_size=st.integers(1, 64))
 def test_paged_waste_matches_brute_force(lengths, block_size):
     """Bug: counting a whole block of waste for an exact multiple (ceil vs floor + 1)."""
-    brute = 0
+    got_paged, got_contiguous = paged_waste(lengths, block_size), contiguous_waste(lengths, 5000)
+    brute = 0  # computed after the calls: nothing to read from this frame
     for n in lengths:
         slots = 0
         while slots < n:
             slots += block_size
         brute += slots - n
-    assert paged_waste(lengths, block_size) == brute
-    assert contiguous_waste(lengths, 5000) == sum(5000 - n for n in lengths)
+    assert got_paged == brute
+    assert got_contiguous == sum(5000 - n for n in lengths)
 
 
 @pytest.mark.points(2)
@@ -123,8 +124,8 @@ def test_breakeven_matches_brute_force(w, r):
     """Bug: returning the real-valued root (w - 1) / (1 - r) unrounded, or ceil of it, which
     is wrong when the root is an integer (a tie is not a saving)."""
     p = CachePricing(w, r)
+    got = breakeven_hits(p)  # called before the answer exists in this frame
     brute = next((n for n in range(100_000) if w + n * r < 1 + n), None)
-    got = breakeven_hits(p)
     if brute is None:
         assert got is None or got >= 100_000
     else:
