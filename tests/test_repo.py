@@ -173,3 +173,25 @@ def test_every_stub_names_a_section_that_exists():
             for anchor in re.findall(rf"learning/{lesson}\.md#([a-z0-9\-]+)", path.read_text()):
                 assert anchor in anchors, f"{path.relative_to(ROOT)} links #{anchor}, " \
                                           f"not a heading of learning/{lesson}.md"
+
+
+def test_course_map_marks_exactly_the_lessons_that_exist():
+    text = (ROOT / "learning" / "README.md").read_text()
+    marked = set(re.findall(r"^\| (\d\d) \|.*available", text, re.M))
+    assert marked == {lesson[-2:] for lesson in LESSONS}, \
+        "learning/README.md must mark as available exactly the lessons in solutions/"
+
+
+def test_relative_links_in_markdown_resolve():
+    broken = []
+    pages = [*sorted((ROOT / "learning").glob("*.md")), ROOT / "README.md",
+             ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if target.startswith(("http://", "https://", "mailto:", "#")):
+                continue
+            path = target.split("#", 1)[0]
+            if path and not (page.parent / path).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, "links to missing files:\n" + "\n".join(broken)
