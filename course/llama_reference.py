@@ -29,7 +29,8 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 def rope_cos_sin(cfg: LlamaConfig, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """positions: [T] int -> cos, sin: [T, d_head], the angle pos * theta^(-2i/d_head) repeated twice."""
-    inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.d_head, 2).float() / cfg.d_head)
+    exponents = torch.arange(0, cfg.d_head, 2, device=positions.device).float() / cfg.d_head
+    inv_freq = 1.0 / cfg.rope_theta ** exponents
     angles = positions.float()[:, None] * inv_freq[None, :]  # [T, d_head/2], radians
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()

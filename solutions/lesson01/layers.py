@@ -69,7 +69,8 @@ def rope_cos_sin(positions: torch.Tensor, d_head: int, theta: float) -> tuple[to
         raise ValueError(f"positions must be a 1-D integer tensor, got {positions.dtype} "
                          f"of shape {tuple(positions.shape)}")
     ### BEGIN SOLUTION
-    inv_freq = theta ** (-torch.arange(0, d_head, 2, dtype=torch.float64) / d_head)
+    inv_freq = theta ** (-torch.arange(0, d_head, 2, dtype=torch.float64,
+                                       device=positions.device) / d_head)
     angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]  # [T, d_head/2]
     angles = torch.cat([angles, angles], dim=-1).float()
     return angles.cos(), angles.sin()
