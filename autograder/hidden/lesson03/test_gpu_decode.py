@@ -19,10 +19,13 @@ from course.model import weight_shapes
 from course.testing import assert_close
 from exercises.lesson03.phases import decode_step, prefill
 
-# A decode step may take at most THRESHOLD x (weight bytes / copy bandwidth). Provisional until
-# calibrated on an H100: about 100 kernel launches per step plus GEMV efficiency; the brief
-# for this lesson says "within 1-2x", set at 2.0.
-THRESHOLD = 2.0
+# A decode step may take at most THRESHOLD x (weight bytes / copy bandwidth). The reference
+# took 6.4x (4.03 ms for 1.88 GB read at 3.0 TB/s) on an H100 80GB HBM3 (2026-11-22, torch
+# 2.11.0+cu130; hardware_fixtures/h100_sxm.toml [calibration.lesson03]): eager PyTorch at
+# batch 1 is launch-bound (about 30 kernels per layer, each waiting on Python), which is what
+# CUDA graphs remove in real engines. 8.0 leaves a 24% margin; an fp32 upcast of the weights
+# every step adds several floors on top.
+THRESHOLD = 8.0
 CFG = LlamaConfig(name="gemv-4L-4096d", n_layers=4, d_model=4096, n_heads=32, n_kv_heads=32,
                   d_head=128, d_ff=11008, vocab_size=32000, rope_theta=10000.0, rms_eps=1e-5,
                   tie_embeddings=False, max_position=4096)
@@ -46,9 +49,10 @@ def _weights():
 @pytest.mark.points(2)
 @torch.no_grad()
 def test_batch1_decode_is_near_weight_bytes_over_bandwidth():
-    """Bug: a decode step that re-runs the prompt, upcasts weights to float32 every step,
-    copies the whole cache, or computes logits with a Python loop: far slower than reading the
-    weights once."""
+    """Bug: a decode step that upcasts the weights to float32 every step, copies the whole
+    cache, or computes logits with a Python loop: far slower than reading the weights once.
+    (Re-running a short prompt is caught by the CPU FLOP-count graders: at batch 1 it reads
+    the same weights and hides on the GPU.)"""
     require_cuda()
     w = _weights()
     ids = torch.randint(0, CFG.vocab_size, (1, 64), device="cuda",

@@ -18,11 +18,13 @@ from course.bench import check_roofline, cuda_time, measure_copy_bandwidth, requ
 from course.testing import assert_close
 from exercises.lesson05.grouped_attention import gqa_attention
 
-# PROVISIONAL until calibrated on an H100: fraction of the measured copy rate (bytes read +
-# written / s) that GQA decode must reach. Dense SDPA decode with grouped queries measured
-# about 2.8-3.07 TB/s against a 3.0 TB/s copy on an H100 (REFERENCE_NUMBERS.md, lesson 12
-# table); repeat_kv + SDPA is expected near 0.3x. 0.5 leaves a wide margin either way.
-THRESHOLD = 0.5
+# Fraction of the measured copy rate (bytes read + written / s) that GQA decode must reach.
+# The reference reached 0.97 (64 x 4096) and 0.88 (8 x 16384) on an H100 80GB HBM3
+# (2026-11-22, torch 2.11.0+cu130; hardware_fixtures/h100_sxm.toml [calibration.lesson05]);
+# on an H200 (same day) 1.02 and 0.65: with 8 sequences x 8 KV heads the long-context shape
+# has too few programs to fill a faster part. Materialising repeat_kv first falls far below.
+# 0.55 leaves a 15% margin on the lowest figure (H200, 8 x 16384).
+THRESHOLD = 0.55
 SHAPES = [(64, 4096), (8, 16384)]  # (sequences, cached tokens)
 
 
