@@ -6,13 +6,11 @@ device's best bf16 GEMM, measured in the same run (``measure_gemm_flops``). FLOP
 ``2 x T^2 x n_heads x d_head`` (half of the full ``T x T`` square's two products).
 """
 
-import json
-import os
 
 import pytest
 import torch
 
-from course.bench import check_roofline, cuda_time, measure_gemm_flops, require_cuda
+from course.bench import check_roofline, cuda_time, measure_gemm_flops, record, require_cuda
 from course.config import LLAMA3_8B
 from course.llama_reference import attention, mlp, rms_norm, rope_cos_sin
 from course.testing import assert_close
@@ -66,11 +64,7 @@ def test_layer_forward_reaches_half_the_gemm_rate():
     figures = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
                "tokens": TOKENS, "layer_median_s": timing.median_s, "layer_flops_per_s": rate,
                "gemm_flops_per_s": gemm, "ratio_to_gemm": ratio}
-    print(json.dumps(figures))
-    out = os.environ.get("COURSE_BENCH_OUT")
-    if out:
-        with open(out, "a") as fh:
-            fh.write(json.dumps({"test": "lesson01.layer_forward", **figures}) + "\n")
+    record("lesson01.layer_forward", figures)
     assert ratio >= THRESHOLD, (
         f"one layer at {TOKENS} tokens ran at {rate / 1e12:.0f} TFLOP/s, {ratio:.2f}x the "
         f"device's bf16 GEMM rate ({gemm / 1e12:.0f} TFLOP/s); at least {THRESHOLD}x is expected. "

@@ -6,13 +6,11 @@ Model: a Llama with 4 layers of d_model 4096, d_ff 11008 (Llama-2-7B's layer sha
 a step reads one of its rows). Copy bandwidth is measured in the same run (course.bench).
 """
 
-import json
-import os
 
 import pytest
 import torch
 
-from course.bench import check_roofline, cuda_time, measure_copy_bandwidth, require_cuda
+from course.bench import check_roofline, cuda_time, measure_copy_bandwidth, record, require_cuda
 from course.config import LlamaConfig
 from course.llama_reference import llama_forward
 from course.model import weight_shapes
@@ -72,11 +70,7 @@ def test_batch1_decode_is_near_weight_bytes_over_bandwidth():
     figures = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
                "weight_bytes": weight_bytes, "copy_bytes_per_s": copy_bw,
                "decode_median_s": t.median_s, "floor_s": floor_s, "ratio_to_floor": ratio}
-    print(json.dumps(figures))
-    out = os.environ.get("COURSE_BENCH_OUT")
-    if out:
-        with open(out, "a") as fh:
-            fh.write(json.dumps({"test": "lesson03.batch1_decode", **figures}) + "\n")
+    record("lesson03.batch1_decode", figures)
     assert ratio <= THRESHOLD, (
         f"a batch-1 decode step took {t.median_s * 1e3:.2f} ms, {ratio:.2f}x the time to read "
         f"the {weight_bytes / 1e9:.2f} GB of weights at the measured {copy_bw / 1e12:.2f} TB/s; "

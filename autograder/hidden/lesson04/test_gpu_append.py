@@ -5,13 +5,11 @@ Cache: 4 layers, batch 8, 8 KV heads x 128, bf16, max_seq 33,000 (2.2 GB). One a
 8 x 8 x 128 x 2 B x 2 (K and V) = 32 KiB; a torch.cat append at 32k tokens would copy 1 GiB.
 """
 
-import json
-import os
 
 import pytest
 import torch
 
-from course.bench import check_roofline, cuda_time, measure_copy_bandwidth, require_cuda
+from course.bench import check_roofline, cuda_time, measure_copy_bandwidth, record, require_cuda
 from exercises.lesson04.kv_cache import KVCache
 
 # time(append at 32k) / time(append at 1k) must stay below THRESHOLD. Both appends are a few
@@ -52,11 +50,7 @@ def test_append_time_is_flat_in_cached_tokens():
     figures = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
                "append_1k_median_s": t_short.median_s, "append_32k_median_s": t_long.median_s,
                "ratio_32k_to_1k": ratio, "copy_bytes_per_s": copy_bw}
-    print(json.dumps(figures))
-    out = os.environ.get("COURSE_BENCH_OUT")
-    if out:
-        with open(out, "a") as fh:
-            fh.write(json.dumps({"test": "lesson04.append_flat", **figures}) + "\n")
+    record("lesson04.append_flat", figures)
     assert ratio <= THRESHOLD, (
         f"one append took {t_short.median_s * 1e6:.1f} us after 1k tokens but "
         f"{t_long.median_s * 1e6:.1f} us after 32k ({ratio:.2f}x; at most {THRESHOLD}x). "

@@ -7,14 +7,12 @@ measured in the same run. A version that repeats K/V first reads them, writes 4x
 reads that again: well under half the copy rate.
 """
 
-import json
-import os
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from course.bench import check_roofline, cuda_time, measure_copy_bandwidth, require_cuda
+from course.bench import check_roofline, cuda_time, measure_copy_bandwidth, record, require_cuda
 from course.testing import assert_close
 from exercises.lesson05.grouped_attention import gqa_attention
 
@@ -64,11 +62,7 @@ def test_gqa_decode_near_copy_bandwidth(batch, tokens):
                "torch": torch.__version__, "cuda": torch.version.cuda,
                "copy_bytes_per_s": copy_bw, "gqa_bytes_per_s": bw, "ratio_to_copy": ratio,
                "gqa_median_s": timing.median_s, "peak_extra_bytes": extra}
-    print(json.dumps(figures))
-    out = os.environ.get("COURSE_BENCH_OUT")
-    if out:
-        with open(out, "a") as fh:
-            fh.write(json.dumps({"test": "lesson05.gqa_decode", **figures}) + "\n")
+    record("lesson05.gqa_decode", figures)
     assert ratio >= THRESHOLD, (
         f"GQA decode read K/V at {bw / 1e12:.2f} TB/s, {ratio:.2f}x the copy rate "
         f"({copy_bw / 1e12:.2f} TB/s) on {batch} x {tokens} tokens; at least {THRESHOLD}x is "

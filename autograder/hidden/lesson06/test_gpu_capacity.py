@@ -9,14 +9,12 @@ before, must stay within a few percent).
 """
 
 import dataclasses
-import json
-import os
 
 import pytest
 import torch
 
 import hardware_fixtures
-from course.bench import check_roofline, require_cuda
+from course.bench import check_roofline, record, require_cuda
 from course.config import LLAMA3_8B
 from exercises.lesson06.planner import plan
 
@@ -68,11 +66,7 @@ def test_planned_kv_tokens_really_allocate():
                "planned_bytes": planned, "allocated_bytes": allocated,
                "free_after_bytes": left, "max_tokens": p.max_tokens,
                "left_free_fraction": left / free}
-    print(json.dumps(figures))
-    out = os.environ.get("COURSE_BENCH_OUT")
-    if out:
-        with open(out, "a") as fh:
-            fh.write(json.dumps({"test": "lesson06.capacity", **figures}) + "\n")
+    record("lesson06.capacity", figures)
     assert abs(allocated - planned) <= 0.01 * planned, (
         f"allocating the plan took {allocated:,} B but the plan counts {planned:,} B")
     assert left / free <= MAX_LEFT_FREE, (

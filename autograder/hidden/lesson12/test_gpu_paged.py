@@ -10,14 +10,12 @@ What the reference reached is recorded in hardware_fixtures/h100_sxm.toml
 ([calibration.lesson12]); THRESHOLD below is set from it with the margin stated there.
 """
 
-import json
-import os
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from course.bench import check_roofline, cuda_time, measure_copy_bandwidth, require_cuda
+from course.bench import check_roofline, cuda_time, measure_copy_bandwidth, record, require_cuda
 from course.paged import make_paged_case
 from course.testing import assert_close
 from exercises.lesson12.paged_attention import paged_attention_decode
@@ -73,11 +71,7 @@ def test_paged_decode_speed(batch, tokens):
                "copy_bytes_per_s": copy_bw, "dense_bytes_per_s": bw_dense,
                "paged_bytes_per_s": bw_paged, "ratio_to_dense": ratio,
                "paged_median_s": t_paged.median_s, "dense_median_s": t_dense.median_s}
-    print(json.dumps(figures))
-    out = os.environ.get("COURSE_BENCH_OUT")
-    if out:
-        with open(out, "a") as fh:
-            fh.write(json.dumps({"test": "lesson12.paged_decode", **figures}) + "\n")
+    record("lesson12.paged_decode", figures)
     assert ratio >= THRESHOLD, (
         f"paged decode ran at {bw_paged / 1e12:.2f} TB/s, {ratio:.2f}x the speed of dense SDPA "
         f"({bw_dense / 1e12:.2f} TB/s) on the same {batch} x {tokens} tokens; at least "

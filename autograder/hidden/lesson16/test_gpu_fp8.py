@@ -6,13 +6,12 @@ capability 8.9 (Ada) or 9.0+ (Hopper); older GPUs skip with that reason.
 THRESHOLDs were set from the reference's figures on an H100 (see the constants below).
 """
 
-import json
-import os
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from course import bench
 from course.bench import check_roofline, cuda_time, measure_copy_bandwidth, require_cuda
 from exercises.lesson16.fp8 import fp8_quantize
 from exercises.lesson16.kv_fp8 import fp8_kv_read, fp8_kv_write
@@ -34,11 +33,7 @@ def require_fp8():
 
 
 def record(name, figures):
-    print(json.dumps(figures))
-    out = os.environ.get("COURSE_BENCH_OUT")
-    if out:
-        with open(out, "a") as fh:
-            fh.write(json.dumps({"test": f"lesson16.{name}", **figures}) + "\n")
+    bench.record(f"lesson16.{name}", figures)
 
 
 @pytest.mark.gpu

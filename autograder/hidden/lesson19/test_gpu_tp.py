@@ -13,13 +13,12 @@ Both start 2 ranks with course.distributed.run_ranks(backend="nccl"), rank r on 
 THRESHOLDs were set from a run on two H200s; the margins are stated beside them.
 """
 
-import json
-import os
 
 import pytest
 import torch
 
 import hardware_fixtures
+from course import bench
 from course.bench import check_roofline, require_cuda
 from course.distributed import run_ranks
 from exercises.lesson19.comm_cost import ring_allreduce_time
@@ -49,11 +48,7 @@ def _require_two_gpus():
 
 
 def _record(name, figures):
-    print(json.dumps(figures))
-    out = os.environ.get("COURSE_BENCH_OUT")
-    if out:
-        with open(out, "a") as fh:
-            fh.write(json.dumps({"test": f"lesson19.{name}", **figures}) + "\n")
+    bench.record(f"lesson19.{name}", figures)
 
 
 def _allreduce_rank(rank, world, nbytes, iters):
