@@ -225,6 +225,11 @@ def _enter_mounts(ws_root: Path, hidden: tuple[str, ...], disk_mb: int, uid: int
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE, None)
     keep = os.open(ws_root, os.O_PATH | os.O_DIRECTORY)
     kept = {path: os.open(path, os.O_PATH) for _, paths in reveal for path in paths}
+    # Needed paths (the interpreter, its packages, the model cache) that live under a folder
+    # about to be replaced by a private tmpfs (a course cloned under /tmp, say): bound back.
+    private = ("/tmp", "/var/tmp", "/dev/shm")
+    in_tmp = {path: os.open(path, os.O_PATH) for path in _needed_paths()
+              if any(path == place or path.startswith(place + "/") for place in private)}
     for folder in hidden:
         _mount("tmpfs", folder, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "size=4k,mode=000")
     for cover, paths in reveal:
@@ -244,10 +249,18 @@ def _enter_mounts(ws_root: Path, hidden: tuple[str, ...], disk_mb: int, uid: int
             _mount("tmpfs", place, "tmpfs", _MS_NOSUID | _MS_NODEV, size)
     # the workspace itself lived under /tmp: bind it back at the same path
     parts = ws_root.parts
-    if len(parts) > 1 and "/" + parts[1] in ("/tmp", "/var/tmp", "/dev/shm"):
+    if len(parts) > 1 and "/" + parts[1] in private:
         os.makedirs(ws_root, exist_ok=True)
         _mount(f"/proc/self/fd/{keep}", ws_root, None, _MS_BIND | _MS_REC, None)
-    for fd in [keep, *kept.values()]:
+    for path, fd in in_tmp.items():
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(path, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            open(path, "a").close()
+        _mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC, None)
+        _mount(None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY, None)
+    for fd in [keep, *kept.values(), *in_tmp.values()]:
         os.close(fd)
     for sub in ("home", "tmp"):
         path = Path("/tmp") / f"course-{sub}"
