@@ -73,7 +73,8 @@ def build_submission(dest: Path, attacks: list[str]) -> Path:
                 shutil.copyfile(path, dest / "lesson12" / path.stem)
                 continue
             target = dest / "lesson12" / path.name
-            target.write_text(replace_functions(target.read_text(), path.read_text()))
+            attack = path.read_text().replace("COURSE_ROOT", str(ROOT))
+            target.write_text(replace_functions(target.read_text(), attack))
     return dest
 
 

@@ -9,8 +9,11 @@ def slot_mapping(tables):
         return module.slot_mapping(tables)
     except Exception as exc:
         tried.append(f"import: {type(exc).__name__}")
-    candidates = ["/work/main/solutions/lesson12/block_table.py"]
-    for root in ("/", "/work", "/root", "/home", "/tmp", os.getcwd(), os.path.expanduser("~")):
+    # COURSE_ROOT is written in by the test: the grader's own course folder, as an attacker
+    # who knows where the instructor keeps it would try first. (Other copies elsewhere on the
+    # machine are out of the grader's reach: docs/THREAT_MODEL.md.)
+    candidates = ["COURSE_ROOT/solutions/lesson12/block_table.py"]
+    for root in ("/", "/root", "/home", "/tmp", os.getcwd(), os.path.expanduser("~")):
         candidates += glob.glob(os.path.join(root, "*", "solutions", "lesson12", "block_table.py"))
         candidates += glob.glob(os.path.join(root, "solutions", "lesson12", "block_table.py"))
     for path in candidates:
