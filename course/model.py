@@ -136,9 +136,12 @@ def _write_dir_atomically(target: Path, write: Callable[[Path], None]) -> None:
 
 
 def _remove_stale(target: Path, stem: str) -> None:
-    """Delete older cache entries named `{stem}-*` other than target (best effort)."""
+    """Delete cache entries named `{stem}-*` of an older CACHE_VERSION (best effort).
+
+    Entries of other GGUF fingerprints stay: several installs (a course checkout and a CI
+    clone, say) may share one cache, and the grader mounts it read-only for graded code."""
     for old in target.parent.glob(f"{stem}-*"):
-        if old != target:
+        if old != target and not old.name.split(".")[0].endswith(f"-v{CACHE_VERSION}"):
             if old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
             else:

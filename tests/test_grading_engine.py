@@ -173,3 +173,15 @@ def test_gradescope_output_shape(tmp_path):
     assert [t["max_score"] for t in data["tests"]] == [2, 3]
     assert data["tests"][1]["visibility"] == "after_published"
     assert data["tests"][1]["output"] == "AssertionError: no"
+
+
+@pytest.mark.slow
+def test_every_lesson_of_the_reference_gets_full_marks_through_the_grader():
+    """The README's main command (`autograder grade solutions`) on every lesson: the graded,
+    isolated child must run the real model (from the read-only cache the grader fills first)
+    and the distributed ranks (no long-lived server a test could leave behind)."""
+    from autograder.run import available_lessons
+    results = grade_target(ROOT / "solutions", available_lessons(ROOT))
+    failed = [f"{r.nodeid}: {r.reason}" for r in results if r.outcome == "failed"]
+    assert not failed, "the reference fails graders:\n" + "\n".join(failed)
+    assert {r.lesson for r in results} == set(available_lessons(ROOT))
