@@ -101,4 +101,34 @@ MUTATIONS = [
              "    out = F.scaled_dot_product_attention(queries.float(), k.float(), v.float(),\n"
              "                                         attn_mask=mask, scale=scale).to(q.dtype)\n",
              (H12 + "test_gpu_paged.py::test_paged_decode_speed",), gpu=True),
+    Mutation("allocate(-1) quietly returns nothing", "lesson12", "allocator.py",
+             "        if n < 0:\n            raise ValueError(f\"cannot allocate a negative number of blocks ({n})\")\n",
+             "        if n < 0:\n            return []\n",
+             (H12 + "test_allocator_stateful.py::test_allocate_zero_and_negative",)),
+    Mutation("allocating exactly every free block is refused", "lesson12", "allocator.py",
+             "        if n > len(self._free):\n",
+             "        if n >= len(self._free) and n > 0:\n",
+             (H12 + "test_allocator_stateful.py::test_exactly_full_then_one_more",)),
+    Mutation("copy-on-write of a full shared block at a block boundary", "lesson12",
+             "block_table.py",
+             "        if offset == 0:\n            self.blocks.extend(self.allocator.allocate(1))\n",
+             "        if offset == 0 and self.blocks:\n"
+             "            block, copied = self.allocator.copy_on_write(self.blocks[-1])\n"
+             "            if copied:\n"
+             "                self.pending_copies.append((self.blocks[-1], block))\n"
+             "                self.blocks[-1] = block\n"
+             "        if offset == 0:\n            self.blocks.extend(self.allocator.allocate(1))\n",
+             (H12 + "test_block_table_edges.py::test_fork_at_a_block_boundary_needs_no_copy",)),
+    Mutation("slot_mapping gives each sequence's first slot", "lesson12", "block_table.py",
+             "    return torch.tensor([t.slot(t.num_tokens - 1) for t in tables], dtype=torch.int64)",
+             "    return torch.tensor([t.slot(0) for t in tables], dtype=torch.int64)",
+             (H12 + "test_block_table_edges.py::test_slot_mapping_for_ragged_batch",)),
+    Mutation("float32 output for bfloat16 inputs", "lesson12", "paged_attention.py",
+             "    out = out.view(batch, n_heads, d_head)\n",
+             "    out = out.view(batch, n_heads, d_head).float()\n",
+             (H12 + "test_paged_grading.py::test_bfloat16_inputs_give_bfloat16_close_to_dense",)),
+    Mutation("write_kv writes into a copy of the cache", "lesson12", "paged_attention.py",
+             "    k_cache.view(flat, *k_cache.shape[2:])[slots.long()] = k.to(k_cache.dtype)\n",
+             "    k_cache.transpose(0, 1).reshape(flat, *k_cache.shape[2:])[slots.long()] = k.to(k_cache.dtype)\n",
+             (H12 + "test_paged_grading.py::test_write_kv_then_attend_roundtrip",)),
 ]
