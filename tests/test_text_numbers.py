@@ -222,6 +222,11 @@ def test_lesson03_batching_example_includes_the_kv_read():
     weights, kv_seq = 2 * n, 4096 * _kv_bytes_per_token(LLAMA3_8B)
     text = _text("lesson03.md")
     assert _params(LLAMA2_7B) == 6_738_415_616 and "6,738,415,616" in text
+    # example 2: the first decode step after a 2,048-token prompt reads the prompt's KV too
+    w7, kv7 = 2 * _params(LLAMA2_7B), 2048 * _kv_bytes_per_token(LLAMA2_7B)
+    step, prefill = (w7 + kv7) / bw, 2 * _params(LLAMA2_7B) * 2048 / peak
+    assert f"= {step * 1e3:.2f} ms at batch 1" in text and f"{prefill * 1e3:.1f} x 2048" in text
+    assert f"= {round(step / prefill * 2048)} tokens" in text
     assert f"{(weights + kv_seq) / bw * 1e3:.2f} ms" == "4.95 ms" and "4.95 ms" in text
     assert f"{(weights + 8 * kv_seq) / bw * 1e3:.2f} ms" == "6.08 ms" and "6.08 ms" in text
     assert f"{kv_seq:,} B" in text
