@@ -12,7 +12,7 @@ import hardware_fixtures
 from exercises.lesson03.time_model import (decode_step_time_s, phase_time_model,
                                            prefill_time_s)
 
-LLAMA2_7B = 6.74e9   # parameters, Touvron et al. 2023, Table 1
+LLAMA2_7B = 6.74e9   # parameters: 6,738,415,616 from the config.json shape (course.config.LLAMA2_7B)
 LLAMA3_8B = 8.03e9   # parameters, Llama Team 2024 (model card: 8.03B)
 KV_LLAMA3_8B = 131_072  # B/token at 16 bits: 2 x 2 x 32 layers x 8 heads x 128
 
