@@ -13,6 +13,7 @@ Conventions (CONTRIBUTING.md, "Numbers in lesson text"):
   anchor must be a heading of that lesson, or, for a lesson not yet written,
   `[lesson 17](README.md#the-lessons "TTFT")`, whose title must appear in that lesson's row of
   the course map. A bare "lesson 17" is refused: it is how "lesson 24 for TTFT" went unnoticed.
+  Code (fenced blocks, `inline spans`) and the title line are exempt.
 """
 
 from __future__ import annotations
@@ -181,16 +182,30 @@ def test_the_link_check_catches_the_wrong_lesson():
     assert check_lesson_link("03", "README.md#the-lessons", "prefill")
 
 
-@pytest.mark.parametrize("path", [p for p in LESSON_FILES if p.name not in PENDING], ids=lambda p: p.name)
-def test_references_to_other_lessons_are_links_that_resolve(path):
-    prose = _prose(path)
+def reference_problems(prose: str) -> list[str]:
+    """Every problem with the references to other lessons in `prose` (code already removed)."""
     bad = []
     for m in LINK.finditer(prose):
         problem = check_lesson_link(m.group(2), m.group(3), m.group(4))
         if problem:
             bad.append(f"[{m.group(1)}]({m.group(3)}): {problem}")
-    for m in BARE.finditer(LINK.sub("", prose)):
+    for m in BARE.finditer(re.sub(r"`[^`\n]*`", "", LINK.sub("", prose))):  # code spans exempt
         bad.append(f"bare {m.group(0)!r}: write it as a link (CONTRIBUTING.md)")
+    return bad
+
+
+def test_the_reference_check_refuses_bare_and_wrong_references():
+    assert reference_problems("FLOPs: see lesson 02.")  # the original defect, bare
+    assert reference_problems("FLOPs: see [lesson 02](lesson02.md#flops-per-token).")
+    assert reference_problems("TTFT ([lesson 24](README.md#the-lessons \"TTFT\")).")
+    assert not reference_problems("FLOPs: see [lesson 01](lesson01.md#flops-per-token).")
+    assert not reference_problems("TTFT ([lesson 17](README.md#the-lessons \"TTFT\")).")
+    assert not reference_problems("run `autograder grade exercises --lesson 03`")
+
+
+@pytest.mark.parametrize("path", [p for p in LESSON_FILES if p.name not in PENDING], ids=lambda p: p.name)
+def test_references_to_other_lessons_are_links_that_resolve(path):
+    bad = reference_problems(_prose(path))
     assert not bad, f"{path.name}:\n" + "\n".join(bad)
 
 
