@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
           f'the timed calls) after {args.warmup_seconds:g} s of warm-up; fp8 with use_fast_accum; '
           f'{props.multi_processor_count} SMs, '
           f'L2 {getattr(props, "L2_cache_size", 0) >> 20} MiB, {props.total_memory >> 20} MiB"')
+    print(f"device_total_memory_bytes = {props.total_memory}  # torch total_memory, "
+          f"{props.total_memory >> 20} MiB")
     for key, value in results.items():
         lo, hi = spreads[key]
         print(f"{key} = {value:.4g}    # runs {lo:.4g} .. {hi:.4g}")

@@ -1,7 +1,8 @@
 """GPUSpec: one GPU's spec sheet, in bytes, bytes/s and FLOP/s, with roofline helpers.
 
 Conventions every number follows (the TOML files state them too):
-- bytes and bytes/s, decimal for bandwidth (3.35 TB/s = 3.35e12 B/s), exact for capacities;
+- bytes and bytes/s, decimal for bandwidth (3.35 TB/s = 3.35e12 B/s), exact for capacities
+  (a datasheet's "80GB" is binary: memory_bytes = 80 GiB = 85,899,345,920);
 - tensor-core peaks are dense (no 2:4 sparsity) and, for 16-bit and fp8, with FP32 accumulate;
 - interconnect bandwidths are per direction (NVLink4: 450e9, not the 900e9 "total").
 """

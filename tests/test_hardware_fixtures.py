@@ -283,3 +283,54 @@ def test_spec_or_measure_uses_the_fixture_or_measures_an_unknown_gpu(monkeypatch
     assert (spec.sm_count, spec.l2_bytes, spec.memory_bytes) == (40, 4 * MiB, 15 * GiB)
     assert spec.calibration["copy_bytes_per_s"] == 2.5e11 and "course.bench" in spec.calibration["command"]
     assert "measured" in spec.sources["memory_bandwidth_bytes_per_s"]
+
+
+# Every number in a fixture says its unit in its name: the key (or the table holding it) ends in
+# one of these suffixes. Dimensionless figures are named as what they are: a ratio of two
+# measured quantities, a fraction of a whole, a count, or an ordinal generation.
+UNIT_SUFFIXES = ("_bytes", "_bytes_per_s", "_bytes_per_s_per_direction", "_flops_per_s", "_s",
+                 "_ratio", "_fraction", "_count",
+                 "_generation")
+
+
+def _numeric_keys(table, prefix=""):
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _numeric_keys(value, f"{prefix}{key}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield prefix + key
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED))
+def test_every_number_names_its_unit(key):
+    """Bug caught: a key such as `quant_threshold = 18.0` or `fp8_quantize_in_copies = 11.2`,
+    whose reader cannot tell a ratio from seconds or GB from GiB."""
+    import tomllib
+
+    with (hf.FIXTURE_DIR / f"{key}.toml").open("rb") as f:
+        doc = tomllib.load(f)
+    doc.pop("sources", None)
+    bad = [path for path in _numeric_keys(doc)
+           if not any(part.endswith(UNIT_SUFFIXES) for part in path.split("."))]
+    assert not bad, (f"{key}.toml: {len(bad)} numeric key(s) name no unit: {', '.join(bad)}; "
+                     f"end the key (or its table) in one of {', '.join(UNIT_SUFFIXES)}")
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED))
+def test_capacity_is_the_datasheet_figure_in_binary_units(key):
+    """A datasheet's "80GB" is stored as 80 GiB (the device reports more than 80e9 B), and the
+    file says so next to the number."""
+    s = SPECS[key]
+    assert s.memory_bytes % GiB == 0, f"{key}: memory_bytes {s.memory_bytes} is not whole GiB"
+    text = s.path.read_text()
+    assert "binary" in text and "GiB x 2**30" in text, f"{key}.toml does not state the unit of memory_bytes"
+
+
+@pytest.mark.parametrize("key,reported", [("h100_sxm", "device_total_memory_bytes"),
+                                          ("h200_sxm", "nvidia_smi_memory_bytes")])
+def test_device_reported_memory_is_within_two_percent_under_the_binary_figure(key, reported):
+    """Were the datasheet's GB decimal, the device would report less than 80e9 B, not more."""
+    s = SPECS[key]
+    got = s.calibration[reported]
+    assert 0.98 * s.memory_bytes <= got <= s.memory_bytes
+    assert got > s.memory_bytes / GiB * 1e9

@@ -6,7 +6,7 @@ import hardware_fixtures
 from exercises.lesson03.time_model import (decode_step_time_s, phase_time_model,
                                            prefill_time_s)
 
-LLAMA2_7B_PARAMS = 6.74e9  # Touvron et al. 2023, "Llama 2", Table 1 (7B)
+LLAMA2_7B_PARAMS = 6.74e9  # 6,738,415,616 computed from the config.json shape (course.config.LLAMA2_7B)
 A10 = dict(peak_flops=125e12, bandwidth=600e9)  # NVIDIA A10 datasheet: fp16 dense, GDDR6
 
 

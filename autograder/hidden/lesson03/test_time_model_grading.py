@@ -12,7 +12,7 @@ import hardware_fixtures
 from exercises.lesson03.time_model import (decode_step_time_s, phase_time_model,
                                            prefill_time_s)
 
-LLAMA2_7B = 6.74e9   # parameters, Touvron et al. 2023, Table 1
+LLAMA2_7B = 6.74e9   # parameters: 6,738,415,616 from the config.json shape (course.config.LLAMA2_7B)
 LLAMA3_8B = 8.03e9   # parameters, Llama Team 2024 (model card: 8.03B)
 KV_LLAMA3_8B = 131_072  # B/token at 16 bits: 2 x 2 x 32 layers x 8 heads x 128
 
@@ -31,7 +31,7 @@ def test_worked_examples():
     peak, bw = h100.peak_flops("bf16"), h100.memory_bandwidth_bytes_per_s
     t = prefill_time_s(LLAMA2_7B, 2048, bytes_per_param=2, peak_flops=peak, bandwidth=bw)
     assert t == pytest.approx(2 * LLAMA2_7B * 2048 / peak), "prefill of 2048 tokens: compute-bound"
-    # Llama-3-8B, batch 8 x 4096 cached tokens: (16.06 GB + 4.29 GB) / 3.35 TB/s = 6.07 ms
+    # Llama-3-8B, batch 8 x 4096 cached tokens: (16.06 GB + 4.29 GB) / 3.35 TB/s = 6.08 ms
     t = decode_step_time_s(LLAMA3_8B, 8, 8 * 4096, bytes_per_param=2,
                            kv_bytes_per_token=KV_LLAMA3_8B, peak_flops=peak, bandwidth=bw)
     assert t == pytest.approx((2 * LLAMA3_8B + 8 * 4096 * KV_LLAMA3_8B) / bw)

@@ -1,0 +1,286 @@
+"""The lesson text against its sources: figures quoted from the GPU fixtures equal the fixtures',
+references to other lessons land on the lesson that teaches the topic, and the worked examples
+that plan memory or time are recomputed here from the fixtures and the model configs.
+
+Conventions (CONTRIBUTING.md, "Numbers in lesson text"):
+
+- A figure quoted from a fixture carries a marker in the same paragraph,
+  `<!-- fixture: h100_sxm.calibration.bf16_gemm_flops_per_s = 695 TFLOP/s -->`: fixture name, key
+  path in its TOML, and the figure exactly as the text prints it. The quoted string must appear in
+  the paragraph and equal the fixture value rounded to the decimals printed.
+- A paragraph that says "measured" and quotes a rate (TFLOP/s, TB/s, GB/s) marks every such rate.
+- Another lesson is named only through a link: `[lesson 04](lesson04.md#bytes-per-token)`, whose
+  anchor must be a heading of that lesson, or, for a lesson not yet written,
+  `[lesson 17](README.md#the-lessons "TTFT")`, whose title must appear in that lesson's row of
+  the course map. A bare "lesson 17" is refused: it is how "lesson 24 for TTFT" went unnoticed.
+  Code (fenced blocks, `inline spans`) and the title line are exempt.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import hardware_fixtures as hf
+from autograder import sync
+from course.config import LLAMA2_7B, LLAMA3_8B
+
+ROOT = Path(__file__).resolve().parent.parent
+LEARNING = ROOT / "learning"
+LESSON_FILES = sorted(LEARNING.glob("lesson[0-9][0-9].md"))
+# Lessons whose text is being rewritten on other branches at the time these checks were added;
+# their references and measured figures are converted when those changes land. Remove a lesson
+# from this set once it is converted: the checks then hold it like every other lesson.
+PENDING = {"lesson12.md", "lesson16.md"}
+CONVERTED = [p for p in LESSON_FILES if p.name not in PENDING]
+
+GiB = 2**30
+UNITS = {"PFLOP/s": 1e15, "TFLOP/s": 1e12, "TB/s": 1e12, "GB/s": 1e9, "GB": 1e9, "MB": 1e6,
+         "GiB": 2**30, "MiB": 2**20, "KiB": 2**10, "B": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6,
+         "x": 1.0, "%": 1e-2, "": 1.0}
+MARKER = re.compile(r"<!--\s*fixture:\s*([a-z0-9_]+)\.([A-Za-z0-9_.]+)\s*=\s*(.+?)\s*-->")
+QUOTED = re.compile(r"^(\d[\d,]*(?:\.\d+)?)\s*([A-Za-z/%]*)$")
+RATE = re.compile(r"\d[\d,]*(?:\.\d+)?\s*(?:TFLOP/s|PFLOP/s|TB/s|GB/s)")
+LINK = re.compile(r"\[([Ll]essons?\s+(\d\d))\]\(([^)\s]*)(?:\s+\"([^\"]*)\")?\)")
+BARE = re.compile(r"\b[Ll]essons?\s+\d\d\b")
+
+
+def _prose(path: Path) -> str:
+    """The lesson without fenced code blocks and without its title line."""
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+    return re.sub(r"\A# .*\n", "", text)
+
+
+def _paragraphs(path: Path) -> list[str]:
+    return [p for p in re.split(r"\n\s*\n", _prose(path)) if p.strip()]
+
+
+def _fixture_value(name: str, key_path: str) -> float:
+    with (hf.FIXTURE_DIR / f"{name}.toml").open("rb") as f:
+        node = tomllib.load(f)
+    for part in key_path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"{name}.toml has no key {key_path!r}")
+        node = node[part]
+    if isinstance(node, bool) or not isinstance(node, (int, float)):
+        raise KeyError(f"{name}.toml: {key_path!r} is not a number")
+    return float(node)
+
+
+def check_quoted_figure(name: str, key_path: str, quoted: str) -> str | None:
+    """None when `quoted` (e.g. "695 TFLOP/s") is the fixture's value as printed; else why not."""
+    m = QUOTED.match(quoted)
+    if not m or m.group(2) not in UNITS:
+        return f"cannot read {quoted!r}: write a number and one of the units {sorted(UNITS)}"
+    number, unit = m.groups()
+    decimals = len(number.split(".")[1]) if "." in number else 0
+    printed = float(number.replace(",", ""))
+    try:
+        value = _fixture_value(name, key_path)
+    except KeyError as exc:
+        return str(exc)
+    expected = round(value / UNITS[unit], decimals)
+    if not math.isclose(printed, expected, rel_tol=1e-9, abs_tol=1e-12):
+        return (f"{name}.{key_path} = {value!r} reads {expected:.{decimals}f} {unit} at the "
+                f"precision printed, but the text says {quoted!r}")
+    return None
+
+
+def _markers():
+    for path in LESSON_FILES:
+        for para in _paragraphs(path):
+            for m in MARKER.finditer(para):
+                yield path.name, para, m
+
+
+def test_the_marker_check_catches_a_wrong_figure():
+    """The check itself: the old "about 750 TFLOP/s" would fail, 695 passes, units convert."""
+    assert check_quoted_figure("h100_sxm", "calibration.bf16_gemm_flops_per_s", "695 TFLOP/s") is None
+    assert check_quoted_figure("h100_sxm", "calibration.bf16_gemm_flops_per_s", "750 TFLOP/s")
+    assert check_quoted_figure("h100_sxm", "calibration.fp8_gemm_flops_per_s", "1,308 TFLOP/s") is None
+    assert check_quoted_figure("h100_sxm", "calibration.fp8_gemm_flops_per_s", "1.3 PFLOP/s") is None
+    assert check_quoted_figure("h100_sxm", "memory_bytes", "80 GiB") is None
+    assert check_quoted_figure("h100_sxm", "memory_bytes", "80 GB")  # 85.9 GB
+    assert "no key" in check_quoted_figure("h100_sxm", "calibration.nope", "1 x")
+
+
+def test_figures_quoted_from_fixtures_equal_the_fixtures():
+    bad = []
+    for lesson, para, m in _markers():
+        name, key_path, quoted = m.groups()
+        body = MARKER.sub("", para)
+        if quoted not in " ".join(body.split()):
+            bad.append(f"{lesson}: the marker quotes {quoted!r}, which its paragraph does not print")
+            continue
+        problem = check_quoted_figure(name, key_path, quoted)
+        if problem:
+            bad.append(f"{lesson}: {problem}")
+    assert not bad, "figures in lesson text disagree with hardware_fixtures:\n" + "\n".join(bad)
+
+
+def test_there_are_markers_to_check():
+    assert sum(1 for _ in _markers()) >= 5
+
+
+def unmarked_rates(paragraph: str) -> list[str]:
+    """The rates a paragraph about measurements quotes without a fixture marker for them."""
+    if "measured" not in paragraph.lower():
+        return []
+    marked = {m.group(3) for m in MARKER.finditer(paragraph)}
+    body = " ".join(MARKER.sub("", paragraph).split())
+    return [rate for rate in RATE.findall(body) if " ".join(rate.split()) not in marked]
+
+
+def test_the_measured_rate_check_wants_a_marker():
+    old = "Measured here on an H100 80GB HBM3: a BF16 8192^3 GEMM about 750 TFLOP/s."
+    assert unmarked_rates(old) == ["750 TFLOP/s"]
+    new = ("Measured here: 695 TFLOP/s.\n"
+           "<!-- fixture: h100_sxm.calibration.bf16_gemm_flops_per_s = 695 TFLOP/s -->")
+    assert unmarked_rates(new) == []
+
+
+@pytest.mark.parametrize("path", CONVERTED, ids=lambda p: p.name)
+def test_measured_rates_in_text_are_marked(path):
+    """Bug caught: lesson 16 quoted "about 750" and "about 1420 TFLOP/s measured here" while the
+    fixture recorded 695 and 1308: a measured figure must come from the fixture, visibly."""
+    bad = [f"{rate!r} in: {' '.join(para.split())[:120]}..."
+           for para in _paragraphs(path) for rate in unmarked_rates(para)]
+    assert not bad, (f"{path.name}: rates in a paragraph about measurements without a "
+                     f"`<!-- fixture: ... -->` marker:\n" + "\n".join(bad))
+
+
+def _course_map_rows() -> dict[str, str]:
+    text = (LEARNING / "README.md").read_text()
+    return {m.group(1): m.group(0) for m in re.finditer(r"^\| (\d\d) \|.*$", text, re.M)}
+
+
+def check_lesson_link(number: str, target: str, title: str | None) -> str | None:
+    """None when a link to lesson `number` lands on the lesson that teaches what it names."""
+    rows = _course_map_rows()
+    if number not in rows:
+        return f"lesson {number} is not in the course map"
+    written = (LEARNING / f"lesson{number}.md").is_file()
+    path, _, anchor = target.partition("#")
+    if path == f"lesson{number}.md":
+        if not anchor:
+            return f"link to lesson {number} needs #anchor naming the section meant"
+        if anchor not in sync.lesson_anchors(LEARNING, f"lesson{number}"):
+            return f"#{anchor} is not a heading of lesson{number}.md"
+        return None
+    if path == "README.md" and anchor == "the-lessons":
+        if written:
+            return f"lesson {number} exists: link lesson{number}.md#section instead of the map"
+        if not title:
+            return (f"a link to the unwritten lesson {number} needs a title naming its topic: "
+                    f'[lesson {number}](README.md#the-lessons "topic")')
+        if title.lower() not in rows[number].lower():
+            return f"lesson {number}'s row in the course map does not mention {title!r}"
+        return None
+    return f"{target!r} is not lesson{number}.md#section nor README.md#the-lessons"
+
+
+def test_the_link_check_catches_the_wrong_lesson():
+    """The check itself: "lesson 02 for FLOPs" and "lesson 24 for TTFT" are refused."""
+    assert check_lesson_link("01", "lesson01.md#flops-per-token", None) is None
+    assert check_lesson_link("02", "lesson02.md#flops-per-token", None)
+    assert check_lesson_link("17", "README.md#the-lessons", "TTFT") is None
+    assert check_lesson_link("24", "README.md#the-lessons", "TTFT")
+    assert check_lesson_link("03", "lesson03.md", None)
+    assert check_lesson_link("03", "README.md#the-lessons", "prefill")
+
+
+def reference_problems(prose: str) -> list[str]:
+    """Every problem with the references to other lessons in `prose` (code already removed)."""
+    bad = []
+    for m in LINK.finditer(prose):
+        problem = check_lesson_link(m.group(2), m.group(3), m.group(4))
+        if problem:
+            bad.append(f"[{m.group(1)}]({m.group(3)}): {problem}")
+    for m in BARE.finditer(re.sub(r"`[^`\n]*`", "", LINK.sub("", prose))):  # code spans exempt
+        bad.append(f"bare {m.group(0)!r}: write it as a link (CONTRIBUTING.md)")
+    return bad
+
+
+def test_the_reference_check_refuses_bare_and_wrong_references():
+    assert reference_problems("FLOPs: see lesson 02.")  # the original defect, bare
+    assert reference_problems("FLOPs: see [lesson 02](lesson02.md#flops-per-token).")
+    assert reference_problems("TTFT ([lesson 24](README.md#the-lessons \"TTFT\")).")
+    assert not reference_problems("FLOPs: see [lesson 01](lesson01.md#flops-per-token).")
+    assert not reference_problems("TTFT ([lesson 17](README.md#the-lessons \"TTFT\")).")
+    assert not reference_problems("run `autograder grade exercises --lesson 03`")
+
+
+@pytest.mark.parametrize("path", CONVERTED, ids=lambda p: p.name)
+def test_references_to_other_lessons_are_links_that_resolve(path):
+    bad = reference_problems(_prose(path))
+    assert not bad, f"{path.name}:\n" + "\n".join(bad)
+
+
+# Worked examples that plan memory or time: recomputed from the fixture and the model config,
+# so a change of either (or a figure typed by hand) shows up here.
+
+def _params(c) -> int:
+    d = c.d_model
+    attn = 2 * d * c.n_heads * c.d_head + 2 * d * c.n_kv_heads * c.d_head
+    per_layer = attn + 3 * d * c.d_ff + 2 * d
+    return c.n_layers * per_layer + c.vocab_size * d * (1 if c.tie_embeddings else 2) + d
+
+
+def _kv_bytes_per_token(c, nbytes=2) -> int:
+    return 2 * c.n_layers * c.n_kv_heads * c.d_head * nbytes
+
+
+def _text(name: str) -> str:
+    return " ".join((LEARNING / name).read_text().split())
+
+
+def test_lesson03_batching_example_includes_the_kv_read():
+    """Bug caught: "one token in 4.8 ms" (weights only) and "at a batch of about 295 sequences the
+    arithmetic would catch up", which ignored that each 4,096-token sequence adds more KV bytes
+    than FLOPs and that 295 of them do not fit in 80 GiB."""
+    h100 = hf.load("h100_sxm")
+    bw, peak = h100.memory_bandwidth_bytes_per_s, h100.peak_flops("bf16")
+    n = _params(LLAMA3_8B)
+    weights, kv_seq = 2 * n, 4096 * _kv_bytes_per_token(LLAMA3_8B)
+    text = _text("lesson03.md")
+    assert _params(LLAMA2_7B) == 6_738_415_616 and "6,738,415,616" in text
+    # example 2: the first decode step after a 2,048-token prompt reads the prompt's KV too
+    w7, kv7 = 2 * _params(LLAMA2_7B), 2048 * _kv_bytes_per_token(LLAMA2_7B)
+    step, prefill = (w7 + kv7) / bw, 2 * _params(LLAMA2_7B) * 2048 / peak
+    assert f"= {step * 1e3:.2f} ms at batch 1" in text and f"{prefill * 1e3:.1f} x 2048" in text
+    assert f"= {round(step / prefill * 2048)} tokens" in text
+    assert f"{(weights + kv_seq) / bw * 1e3:.2f} ms" == "4.95 ms" and "4.95 ms" in text
+    assert f"{(weights + 8 * kv_seq) / bw * 1e3:.2f} ms" == "6.08 ms" and "6.08 ms" in text
+    assert f"{kv_seq:,} B" in text
+    # each extra sequence: far more memory time than compute time, so never compute-bound
+    assert kv_seq / bw > 9 * (2 * n / peak)
+    assert f"= {2 * n / kv_seq:.0f} FLOP/byte" in text
+    fits = (h100.memory_bytes - weights) // kv_seq
+    assert f"holds {fits} such sequences" in text
+    assert f"{(weights + fits * kv_seq) / bw * 1e3:.1f} ms" in text
+    assert f"{295 * kv_seq / 1e9:.0f} GB of KV" in text
+    assert f"= {2 * n * bw / (peak * _kv_bytes_per_token(LLAMA3_8B)):.0f} tokens" in text
+
+
+def test_lesson04_budgets_plan_from_the_fixture_capacity():
+    """Bug caught: lesson 04 planned an "80 GB" H100 from 80e9 B while lesson 06 planned the same
+    card from its fixture, 80 GiB, and got another answer to the same question."""
+    h100, l4 = hf.load("h100_sxm"), hf.load("l4")
+    text = _text("lesson04.md")
+    budget = h100.memory_bytes - 2 * _params(LLAMA3_8B) - 4 * GiB
+    tokens = budget // _kv_bytes_per_token(LLAMA3_8B)
+    assert f"{h100.memory_bytes:,} B" in text and f"{budget:,} / 131,072 = {tokens:,} tokens" in text
+    assert f"{tokens // 8192} sequences of the" in text and f"{tokens // 1024} sequences of 1,024" in text
+    left = l4.memory_bytes - 2 * _params(LLAMA2_7B)
+    assert f"{left:,} B left at most, {left // _kv_bytes_per_token(LLAMA2_7B):,} tokens" in text
+    assert "80e9" not in text and "24e9" not in text
+
+
+def test_lesson06_plans_from_the_fixture_capacity():
+    h100 = hf.load("h100_sxm")
+    text = _text("lesson06.md")
+    assert f"floor({h100.memory_bytes:,} x 0.9) = {int(h100.memory_bytes * 0.9):,} B" in text
