@@ -75,9 +75,9 @@ def fp8_quantize(x: torch.Tensor, fmt: str = "e4m3",
         (per_channel), so ``q.float() * scale`` broadcasts back to x.
 
     The scale maps the absolute maximum of each group onto the format's max:
-    ``scale = amax / fp8_limits(fmt)["max"]``; an all-zero group gets scale 1 (never 0, never
-    NaN). Clamp ``x / scale`` to ``[-max, max]`` before the cast: the result must never hold
-    inf or NaN. About 10 lines.
+    ``scale = amax / fmax`` with ``fmax = fp8_limits(fmt)["max"]``; an all-zero group gets
+    scale 1 (never 0, never NaN). Clamp ``x / scale`` to ``[-fmax, fmax]`` before the cast:
+    the result must never hold inf or NaN. About 10 lines.
 
     Read: learning/lesson16.md#scales-and-granularity
     """
