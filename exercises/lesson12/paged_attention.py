@@ -85,17 +85,20 @@ def paged_attention_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         scale: softmax scale, default ``1 / sqrt(d_head)``.
     Returns:
         ``[batch, n_heads, d_head]`` in q's dtype; equal to dense softmax attention over
-        each sequence's first ``context_lens[b]`` tokens. A sequence with length 0 gets 0.
+        each sequence's first ``context_lens[b]`` tokens. A sequence with length 0 gets 0
+        (set it yourself: do not rely on what a softmax over nothing returns).
 
     Vectorised torch: no Python loop over tokens (the number of torch ops must not grow
     with context length), and never a copy of the whole cache: read only the blocks the
-    batch uses. About 10 lines; ``F.scaled_dot_product_attention`` with a boolean mask
+    batch uses: the first ``ceil(max(context_lens) / block_size)`` columns of the table.
+    About 10 lines; ``F.scaled_dot_product_attention`` with a boolean mask (True = attend)
     handles ragged lengths, and its query-length axis can hold a group of query heads.
 
     Read: learning/lesson12.md#paged-decode-attention
     """
     check_paged_inputs(q, k_cache, v_cache, block_tables, context_lens)
-    # hint: gather k_cache[block_tables] -> [batch, max_blocks * block_size, n_kv, d]
+    # hint: used = ceil(max(context_lens) / block_size); gather k_cache[block_tables[:, :used]]
+    # hint: -> [batch, used * block_size, n_kv, d]; boolean SDPA mask: True = attend (i < L_b)
     raise NotImplementedError('lesson12: paged_attention_decode - read learning/lesson12.md#paged-decode-attention')
 
 

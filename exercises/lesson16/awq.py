@@ -2,7 +2,8 @@
 
 Both store a weight ``w: [d_out, d_in]`` as unsigned ``bits``-bit integers ``q`` in groups of
 ``group_size`` consecutive input channels of one row, each group with its own ``scale`` and
-integer ``zero`` point: ``w ~ (q - zero) * scale`` (asymmetric, as AWQ's own code does).
+integer ``zero`` point: ``w ~ (q - zero) * scale`` (asymmetric min/max, with each group's range
+widened to include 0 as GPTQ's quantizer does, so the zero point always fits in ``bits`` bits).
 
 AWQ (Lin et al., MLSys 2024) keeps that format but first multiplies input channel j of w by
 ``s_j = mean|x_j|^alpha`` (normalised), quantizes ``w * s``, and divides the dequantized
@@ -71,19 +72,22 @@ def check_weight(w: torch.Tensor, bits: int, group_size: int) -> None:
 def quantize_rtn(w: torch.Tensor, bits: int = 4, group_size: int = 128) -> GroupQuant:
     """Asymmetric round-to-nearest quantization, one (scale, zero) per group of a row.
 
-    For each group g of ``group_size`` consecutive entries of a row, with ``lo, hi`` its min
-    and max and ``top = 2^bits - 1``:
-    ``scale = max(hi - lo, 1e-5) / top``, ``zero = clamp(round(-lo / scale), 0, top)``,
-    ``q = clamp(round(w / scale) + zero, 0, top)``.
+    For each group of ``group_size`` consecutive entries of a row, with ``top = 2^bits - 1``
+    and the group's range widened to include 0, ``lo = min(min(w), 0)``, ``hi = max(max(w), 0)``:
+    ``scale = max(hi - lo, 1e-5) / top``, ``zero = round(-lo / scale)`` (a whole number in
+    ``[0, top]``, so it fits in ``bits`` bits), ``q = clamp(round(w / scale) + zero, 0, top)``.
 
     Args: w ``[d_out, d_in]`` float; bits in 2..8; group_size divides d_in.
     Returns: GroupQuant; every entry's error ``|dequantize() - w|`` is at most ``scale / 2``
-    of its group (within float rounding). Vectorised: view w as ``[d_out, n_groups,
+    of its group (within float rounding), for any group, including one whose entries all have
+    the same sign: ``[1, 2, 3, 4]`` at 2 bits gets ``scale = 4 / 3`` and comes back as
+    ``[4/3, 8/3, 8/3, 4]``, each within 2/3. Vectorised: view w as ``[d_out, n_groups,
     group_size]``. About 8 lines.
 
     Read: learning/lesson16.md#round-to-nearest-with-groups
     """
     check_weight(w, bits, group_size)
+    # hint: widen each group's [min, max] to include 0; then zero = round(-lo / scale) is in [0, top]
     raise NotImplementedError('lesson16: quantize_rtn - read learning/lesson16.md#round-to-nearest-with-groups')
 
 

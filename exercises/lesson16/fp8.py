@@ -59,15 +59,17 @@ def fp8_quantize(x: torch.Tensor, fmt: str = "e4m3",
         fmt: ``"e4m3"`` (torch.float8_e4m3fn) or ``"e5m2"`` (torch.float8_e5m2).
         granularity: ``"per_tensor"`` (one scale), ``"per_token"`` (one per row: reduce over
             the last dim) or ``"per_channel"`` (one per column: reduce over all other dims).
+            For a weight ``W: [d_out, d_in]`` pass ``W.T`` to get one scale per output channel,
+            as ``torch._scaled_mm`` wants for its second operand.
     Returns:
         q: x's shape, dtype ``DTYPES[fmt]``; scale: float32 of shape ``[]`` (per_tensor),
         ``[..., 1]`` (per_token: x's shape with the last dim 1) or ``[x.shape[-1]]``
         (per_channel), so ``q.float() * scale`` broadcasts back to x.
 
     The scale maps the absolute maximum of each group onto the format's max:
-    ``scale = amax / fp8_limits(fmt)["max"]``; an all-zero group gets scale 1 (never 0, never
-    NaN). Clamp ``x / scale`` to ``[-max, max]`` before the cast: the result must never hold
-    inf or NaN. About 10 lines.
+    ``scale = amax / fmax`` with ``fmax = fp8_limits(fmt)["max"]``; an all-zero group gets
+    scale 1 (never 0, never NaN). Clamp ``x / scale`` to ``[-fmax, fmax]`` before the cast:
+    the result must never hold inf or NaN. About 10 lines.
 
     Read: learning/lesson16.md#scales-and-granularity
     """

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from course.testing import assert_close
 from exercises.lesson16.awq import quantize_awq, quantize_rtn
 
 
@@ -27,6 +28,19 @@ def test_rtn_error_at_most_half_a_step():
 def test_rtn_is_exact_on_grid_values():
     w = torch.tensor([[0.0, 1.0, 2.0, 3.0, -1.0, 0.5, 1.0, 2.0]])
     assert torch.allclose(quantize_rtn(w, bits=2, group_size=4).dequantize()[0, :4], w[0, :4])
+
+
+def test_rtn_all_positive_group_within_half_a_step():
+    # Every entry of the group is positive. The range [min, max] = [1, 4] widened to include 0
+    # is [0, 4]: scale 4/3, zero 0, q = round([0.75, 1.5, 2.25, 3]) = [1, 2, 2, 3]. Without the
+    # widening, a zero point clamped to [0, 3] cannot reach 4 and the group comes back [1, 2, 3, 3].
+    w = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    g = quantize_rtn(w, bits=2, group_size=4)
+    assert 0 <= float(g.zero[0, 0]) <= 3, f"zero point {float(g.zero[0, 0])} must fit in 2 bits"
+    assert_close(g.scale, torch.tensor([[4 / 3]]), atol=1e-6, what="scale of the group [1, 2, 3, 4]",
+                 reference="(max(4, 0) - min(1, 0)) / 3")
+    assert_close(g.dequantize(), torch.tensor([[4 / 3, 8 / 3, 8 / 3, 4.0]]), atol=1e-5,
+                 what="RTN of [1, 2, 3, 4] at 2 bits", reference="(q - zero) * scale, each within 2/3")
 
 
 @pytest.mark.parametrize("bits", [3, 4])

@@ -10,9 +10,12 @@ from exercises.lesson16.awq import quantize_awq, quantize_rtn
 
 
 def rtn_dequant(w, bits, group):
-    """AWQ's pseudo_quantize_tensor (zero point, min/max per group), written independently."""
+    """Asymmetric min/max RTN per group with the range widened to include 0, as GPTQ's
+    quantizer does (AWQ's pseudo_quantize_tensor clamps the zero point instead), written
+    independently."""
     g = w.reshape(-1, group).double()
-    lo, hi, top = g.amin(1, keepdim=True), g.amax(1, keepdim=True), 2**bits - 1
+    lo, hi = g.amin(1, keepdim=True).clamp(max=0), g.amax(1, keepdim=True).clamp(min=0)
+    top = 2**bits - 1
     scale = (hi - lo).clamp(min=1e-5) / top
     zero = (-lo / scale).round().clamp(0, top)
     return (((g / scale).round() + zero).clamp(0, top) - zero).mul(scale).reshape(w.shape)
@@ -23,7 +26,8 @@ def rtn_dequant(w, bits, group):
        bits=st.integers(2, 8), seed=st.integers(0, 2**16))
 def test_rtn_matches_formula(d_out, groups, group, bits, seed):
     """Bugs: one scale per row instead of per group, a symmetric grid without zero point,
-    zero not rounded to an integer, q outside [0, 2^bits - 1]."""
+    zero not rounded to an integer, q outside [0, 2^bits - 1], a range not widened to include 0
+    (the offset added to w makes many groups all-positive)."""
     gen = torch.Generator().manual_seed(seed)
     w = torch.randn(d_out, groups * group, generator=gen) + torch.rand(1, generator=gen) * 3
     g = quantize_rtn(w, bits, group)

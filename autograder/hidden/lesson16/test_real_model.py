@@ -30,9 +30,11 @@ TEST = slice(400, 528)  # held-out tokens, after the calibration ones
 
 
 def rtn_dequant(w, bits, group):
-    """Asymmetric min/max round-to-nearest per group (AWQ's pseudo_quantize_tensor)."""
+    """Asymmetric min/max round-to-nearest per group, range widened to include 0 (as in
+    quantize_rtn's contract; on this model every group of 64 already straddles 0)."""
     g = w.reshape(-1, group)
-    lo, hi, top = g.amin(1, keepdim=True), g.amax(1, keepdim=True), 2**bits - 1
+    lo, hi = g.amin(1, keepdim=True).clamp(max=0), g.amax(1, keepdim=True).clamp(min=0)
+    top = 2**bits - 1
     scale = (hi - lo).clamp(min=1e-5) / top
     zero = (-lo / scale).round().clamp(0, top)
     return (((g / scale).round() + zero).clamp(0, top) - zero).mul(scale).reshape(w.shape)
