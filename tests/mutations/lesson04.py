@@ -100,4 +100,8 @@ MUTATIONS = [
              "    x = weights[\"model.embed_tokens.weight\"][input_ids]\n",
              "    x = weights[\"model.embed_tokens.weight\"][input_ids].float()\n",
              (COST + "test_bfloat16_model_on_a_bfloat16_cache",), kind="dtype-device"),
+    Mutation("a float budget answered with a float", "lesson04", "kv_arithmetic.py",
+             "    return int(budget_bytes // kv_bytes_per_token(cfg, dtype_bytes))",
+             "    return budget_bytes // kv_bytes_per_token(cfg, dtype_bytes)",
+             (ARITH + "test_max_tokens_is_exact_past_two_to_the_53",), kind="contract"),
 ]

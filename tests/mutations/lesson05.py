@@ -104,4 +104,9 @@ MUTATIONS = [
              ".float().mean(dim=1).to(w.dtype)", ".float().mean(dim=1)",
              (H05 + "test_conversion_grading.py::test_convert_keeps_the_dtype",),
              kind="dtype-device"),
+    Mutation("scale 0 taken for the default", "lesson05", "grouped_attention.py",
+             "    group = n_heads // n_kv_heads\n",
+             "    group = n_heads // n_kv_heads\n    scale = scale or None\n",
+             (H05 + "test_gqa_grading.py::test_custom_scale_and_bfloat16",),
+             kind="special-value"),
 ]

@@ -11,7 +11,7 @@ special-value  a negative budget
 multi-token    append advancing the length by one token whatever the chunk
 dtype-device   a bf16 model upcast to float32 inside forward_cached; logits not in its dtype
 unvaried-arg   dtype_bytes dropped by kv_cache_bytes or max_tokens_in_budget; get ignoring layer
-contract       get returning copies instead of views
+contract       get returning copies instead of views; a float budget answered with a float
 cost           append reallocating; logits for every prompt position; re-running the prefix
 ============== ===============================================================================
 """

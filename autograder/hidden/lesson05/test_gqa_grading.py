@@ -76,7 +76,8 @@ def test_gqa_equals_expanded_sdpa(batch, n_kv, group, T, extra, causal, seed, st
 
 @pytest.mark.points(1)
 def test_custom_scale_and_bfloat16():
-    """Bugs: ignoring ``scale`` (always 1/sqrt(d_head)); returning float32 for bf16 inputs;
+    """Bugs: ignoring ``scale`` (always 1/sqrt(d_head)); ``scale or 1/sqrt(d_head)``, which
+    takes scale 0 for the default; returning float32 for bf16 inputs;
     a softmax written as ``exp(scores) / sum`` without subtracting the row maximum, which
     overflows to inf/nan once a score passes about 88 (float32): queries 30x larger give scores
     past 100, a legal input whose attention is nearly one-hot."""
@@ -88,6 +89,10 @@ def test_custom_scale_and_bfloat16():
     assert_close(gqa_attention(q, k, v, causal=True, scale=0.3),
                  reference(q, k, v, True, scale=0.3), atol=2e-5, rtol=2e-5,
                  what="gqa_attention(scale=0.3)", reference=REFERENCE)
+    # scale 0 is a scale (uniform weights over the visible keys), not "use the default"
+    assert_close(gqa_attention(q, k, v, causal=True, scale=0.0),
+                 reference(q, k, v, True, scale=0.0), atol=2e-5, rtol=2e-5,
+                 what="gqa_attention(scale=0.0)", reference=REFERENCE)
     qb, kb, vb = (t.bfloat16() for t in (q, k, v))
     assert_close(gqa_attention(qb, kb, vb, causal=True), reference(qb, kb, vb, True),
                  atol=2e-2, rtol=2e-2, what="gqa_attention in bfloat16", reference=REFERENCE)
