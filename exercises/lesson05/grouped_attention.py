@@ -92,7 +92,8 @@ def gqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
     """Softmax attention where each group of query heads shares one K/V head.
 
     Args:
-        q: ``[batch, n_heads, T, d_head]``.
+        q: ``[batch, n_heads, T, d_head]``; may be a non-contiguous view (a projection's
+            ``[batch, T, n_heads, d_head]`` output transposed, as in the model).
         k, v: ``[batch, n_kv_heads, S, d_head]``, ``n_heads % n_kv_heads == 0``.
         causal: if True, query ``t`` is at position ``S - T + t`` and sees keys up to it
             (bottom-right alignment; see the module docstring). ``T == 1`` then sees all keys.

@@ -29,6 +29,13 @@ def test_mha_is_unchanged_and_mqa_is_the_mean_of_all_heads():
     assert torch.allclose(k1, k.view(6, 4, 5).mean(0), atol=1e-6)
 
 
+def test_bfloat16_weights_stay_bfloat16():
+    k = torch.randn(4 * 2, 3, generator=torch.Generator().manual_seed(1)).bfloat16()
+    k2, v2 = convert_mha_to_gqa(k, -k, n_heads=4, n_groups=2)
+    assert k2.dtype == torch.bfloat16 and v2.dtype == torch.bfloat16
+    assert torch.allclose(k2.float(), k.float().view(2, 2, 2, 3).mean(1).reshape(4, 3), atol=1e-2)
+
+
 def test_kv_reduction_factor_of_real_models():
     assert kv_reduction_factor(SMOLLM2_135M) == 3  # 9 query heads, 3 KV heads
     assert kv_reduction_factor(LLAMA3_8B) == 4

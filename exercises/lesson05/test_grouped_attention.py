@@ -65,3 +65,20 @@ def test_gqa_does_not_materialise_repeated_kv():
         f"gqa_attention allocated a tensor of {counter.peak_single_bytes:,} B; a repeated K or "
         f"V is {expanded_bytes:,} B. Group the queries instead of repeating K/V.\n"
         f"{counter.report()}")
+
+
+def test_large_scores_mha_decode_and_a_transposed_q():
+    q, k, v = qkv(2, 4, 2, T=3, S=7, seed=2)
+    big = q * 30  # scores past 100: exp() overflows without subtracting the row maximum
+    assert_close(gqa_attention(big, k, v, causal=True), expanded_reference(big, k, v, True),
+                 atol=1e-4, rtol=1e-4, what="gqa_attention with large scores",
+                 reference=REFERENCE)
+    q, k, v = qkv(2, 3, 3, T=2, S=6, seed=3)  # MHA (group of one), 2 queries after 4 keys
+    assert_close(gqa_attention(q, k, v, causal=True), expanded_reference(q, k, v, True),
+                 atol=1e-5, rtol=1e-5, what="gqa_attention, MHA decode chunk",
+                 reference=REFERENCE)
+    q, k, v = qkv(1, 4, 2, T=3, S=5, seed=4)
+    strided = q.transpose(1, 2).contiguous().transpose(1, 2)  # as a projection's output gives
+    assert_close(gqa_attention(strided, k, v, causal=True), expanded_reference(q, k, v, True),
+                 atol=1e-5, rtol=1e-5, what="gqa_attention on a non-contiguous q",
+                 reference=REFERENCE)

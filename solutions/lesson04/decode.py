@@ -28,7 +28,7 @@ Weights = dict[str, torch.Tensor]
 def forward_cached(weights: Weights, cfg: LlamaConfig, input_ids: torch.Tensor,
                    cache: KVCache) -> torch.Tensor:
     """Run T new tokens after the ``cache.length(0)`` tokens the cache holds; return the
-    next-token logits ``[B, vocab_size]`` (last position only).
+    next-token logits ``[B, vocab_size]`` (last position only), in the weights' dtype.
 
     Per layer: normalise, ``project_qkv`` at positions ``n .. n + T - 1`` (n = tokens cached
     before this call), ``cache.append`` the new k and v, ``attend`` over ``cache.get(layer)``,

@@ -20,3 +20,11 @@ def test_a_batch_of_llama3_8b_is_16_gib():
 def test_tokens_in_a_budget_round_down():
     assert max_tokens_in_budget(LLAMA2_7B, 2**30, 2) == 2048
     assert max_tokens_in_budget(LLAMA2_7B, 2**30 - 1, 2) == 2047
+
+
+def test_other_formats_negative_and_huge_budgets():
+    assert kv_cache_bytes(LLAMA3_8B, 1, 50, dtype_bytes=1) == 3_276_800   # an fp8 cache
+    assert max_tokens_in_budget(LLAMA3_8B, 2**30, dtype_bytes=1) == 16_384
+    assert max_tokens_in_budget(LLAMA2_7B, -1, 2) == 0
+    # exact at any size: 2**60 - 1 B is one byte short of 2**43 tokens (float division says 2**43)
+    assert max_tokens_in_budget(LLAMA3_8B, 2**60 - 1, 2) == 2**43 - 1

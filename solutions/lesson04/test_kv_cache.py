@@ -20,6 +20,19 @@ def test_append_then_get_returns_what_was_written():
     assert cache.length(1) == 5 and cache.length(0) == 0
 
 
+def test_a_bfloat16_model_gives_bfloat16_logits():
+    from exercises.lesson04.decode import forward_cached
+
+    cfg = tiny()
+    w = random_weights(cfg, seed=0, dtype=torch.bfloat16)
+    ids = torch.randint(0, cfg.vocab_size, (2, 6), generator=torch.Generator().manual_seed(1))
+    cache = KVCache(cfg.n_layers, 2, 8, cfg.n_kv_heads, cfg.d_head, dtype=torch.bfloat16)
+    forward_cached(w, cfg, ids[:, :4], cache)
+    logits = forward_cached(w, cfg, ids[:, 4:], cache)  # a chunk of 2 after 4 cached tokens
+    assert logits.shape == (2, cfg.vocab_size) and logits.dtype == torch.bfloat16
+    assert torch.isfinite(logits).all() and cache.length(0) == 6
+
+
 def test_append_writes_in_place():
     cache = KVCache(n_layers=1, max_batch=1, max_seq=64, n_kv_heads=2, d_head=8)
     ptr = cache.k_buffer.data_ptr()

@@ -1,5 +1,7 @@
 """Lesson 06, part 2: the plan and the fewest GPUs. Run: pytest exercises/lesson06"""
 
+import dataclasses
+
 import hardware_fixtures
 from course.config import LLAMA2_7B, LLAMA3_8B
 from exercises.lesson06.planner import min_gpus, plan
@@ -35,3 +37,9 @@ def test_min_gpus_worked_example():
     assert min_gpus(LLAMA2_7B, H100, target_batch=29, context_len=4096) == 1
     assert min_gpus(LLAMA2_7B, H100, 100, 4096, choices=(1, 2, 4, 8)) == 4
     assert min_gpus(LLAMA2_7B, H100, 10**6, 4096, max_gpus=8) is None
+
+
+def test_usable_bytes_round_down():
+    odd = dataclasses.replace(H100, memory_bytes=1_000_000_002)  # a made-up odd capacity
+    p = plan(LLAMA3_8B, odd, reserve_fraction=0.25, context_len=4096)
+    assert p.usable_bytes == 750_000_001  # floor(1,000,000,002 x 0.75), not 750,000,002

@@ -9,7 +9,7 @@ Correctness: ``course.llama_reference.greedy_generate`` (its own list-of-tensors
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from course.config import tiny
@@ -45,17 +45,27 @@ def _ids(cfg, batch, n, seed=0):
 
 @pytest.mark.points(3)
 @settings(max_examples=12, deadline=None)
+@example(heads=(4, 2), batch=3, prompt=5, max_new=4, seed=7)
+@example(heads=(4, 1), batch=2, prompt=1, max_new=1, seed=1)
 @given(heads=st.sampled_from([(4, 4), (4, 2), (4, 1)]), batch=st.integers(1, 3),
        prompt=st.integers(1, 10), max_new=st.integers(1, 6), seed=st.integers(0, 2**16))
 def test_generation_equals_the_reference(heads, batch, prompt, max_new, seed):
     """Bugs: decode tokens rotated from position 0; a step that attends only to its own token
-    or to the whole max_seq buffer (zeros past the end); logits of the wrong position."""
+    or to the whole max_seq buffer (zeros past the end); logits of the wrong position; one
+    argmax over the whole batch (rows of a batch continue differently); the last token picked
+    also run through the model (one past the end: the cache is sized exactly
+    prompt + max_new - 1, and must end holding that many tokens)."""
     cfg = tiny(n_heads=heads[0], n_kv_heads=heads[1])
     w = random_weights(cfg, seed=seed)
     ids = _ids(cfg, batch, prompt, seed)
-    got = generate_greedy(w, cfg, ids, max_new, _cache(cfg, batch, 32))
+    exact = _cache(cfg, batch, prompt + max_new - 1)
+    got = generate_greedy(w, cfg, ids, max_new, exact)
     want = greedy_generate(w, cfg, ids, max_new)
     assert torch.equal(got, want), f"greedy ids differ from the reference:\n{got}\n{want}"
+    assert exact.length(0) == prompt + max_new - 1, (
+        f"after generating {max_new} tokens from a {prompt}-token prompt the cache holds "
+        f"{exact.length(0)} tokens; the prompt and the first {max_new - 1} picks went through "
+        "the model (the last pick is never run)")
     cache = _cache(cfg, batch, 32)
     if prompt > 1:
         forward_cached(w, cfg, ids[:, :-1], cache)
@@ -63,6 +73,26 @@ def test_generation_equals_the_reference(heads, batch, prompt, max_new, seed):
     assert_close(logits, llama_forward(w, cfg, ids)[:, -1], atol=2e-4, rtol=2e-4,
                  what="forward_cached logits of the last token",
                  reference="a full forward without a cache")
+
+
+@pytest.mark.points(1)
+def test_bfloat16_model_on_a_bfloat16_cache():
+    """Bugs: the residual stream (the embeddings) upcast to float32 "to be safe" in a bf16
+    model, which then meets bf16 weights in a matmul; logits returned in float32 where the
+    docstring promises the weights' dtype. The prompt is run in two chunks, the second of
+    several tokens after cached ones; the reference is a float32 forward of the same
+    (bf16-rounded) weights."""
+    cfg = tiny(n_heads=4, n_kv_heads=2)
+    w = random_weights(cfg, seed=3, dtype=torch.bfloat16)
+    ids = _ids(cfg, 2, 9, seed=1)
+    cache = KVCache(cfg.n_layers, 2, 16, cfg.n_kv_heads, cfg.d_head, dtype=torch.bfloat16)
+    forward_cached(w, cfg, ids[:, :5], cache)
+    got = forward_cached(w, cfg, ids[:, 5:], cache)
+    want = llama_forward({k: t.float() for k, t in w.items()}, cfg, ids)[:, -1]
+    assert got.dtype == torch.bfloat16, f"logits of a bf16 model came back {got.dtype}"
+    assert_close(got.float(), want, atol=0.1, rtol=0.05,
+                 what="forward_cached logits of a bf16 model, prompt in chunks of 5 and 4",
+                 reference="a float32 forward without a cache")
 
 
 @pytest.mark.points(2)

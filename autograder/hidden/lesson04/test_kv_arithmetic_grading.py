@@ -66,6 +66,25 @@ def test_max_tokens_in_budget_at_the_edges(cfg, tokens, offset, dtype_bytes):
 
 
 @pytest.mark.points(1)
+def test_max_tokens_is_exact_past_two_to_the_53():
+    """Bug: ``int(budget_bytes / per_token)`` (float division, then truncation). Exact for
+    every budget below 2**53 B (9 PB), but past it the quotient is rounded to a float first, and
+    a budget one byte short of a whole number of tokens is counted as holding that whole number.
+    The docstring promises exact ints; ``//`` on ints is exact at any size. Also: a float
+    budget answered with a float (``budget // per_token`` without ``int``)."""
+    assert max_tokens_in_budget(LLAMA3_8B, 2**60 - 1, 2) == 2**43 - 1   # 131,072 B/token
+    per_token = 23_040                                                 # SmolLM2-135M, fp16
+    assert kv_bytes_per_token(SMOLLM2_135M, 2) == per_token
+    tokens = 10**15
+    assert max_tokens_in_budget(SMOLLM2_135M, tokens * per_token - 1, 2) == tokens - 1
+    assert max_tokens_in_budget(SMOLLM2_135M, tokens * per_token, 2) == tokens
+    assert kv_cache_bytes(SMOLLM2_135M, 3, 10**15 + 1, 2) == 3 * (10**15 + 1) * per_token
+    got = max_tokens_in_budget(LLAMA2_7B, 1.5 * 2**30, 2)  # a budget given as a float
+    assert got == 3072 and isinstance(got, int), \
+        f"1.5 GiB (a float) holds the int 3072 Llama-2-7B fp16 tokens, not {got!r}"
+
+
+@pytest.mark.points(1)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float8_e4m3fn])
 def test_formula_equals_the_bytes_of_a_real_cache(dtype):
     """Bug: a formula that disagrees with the memory a real cache takes (the independent

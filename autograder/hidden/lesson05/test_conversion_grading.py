@@ -47,6 +47,24 @@ def test_convert_matches_brute_force_mean_pool(n_groups, per_group, d_head, d_mo
 
 
 @pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_convert_keeps_the_dtype(dtype):
+    """Bug: the mean computed in float32 (right) but returned in float32 (wrong): the docstring
+    promises the weights' own dtype, and a float32 K/V projection doubles the checkpoint's
+    bytes and breaks a bf16 forward."""
+    g = torch.Generator().manual_seed(11)
+    k = torch.randn(6 * 4, 10, generator=g).to(dtype)
+    v = torch.randn(6 * 4, 10, generator=g).to(dtype)
+    k2, v2 = convert_mha_to_gqa(k, v, n_heads=6, n_groups=2)
+    assert k2.dtype == dtype and v2.dtype == dtype, \
+        f"{dtype} weights came back {k2.dtype} and {v2.dtype}"
+    assert_close(k2, brute_force_pool(k, 6, 2), atol=1e-2, rtol=1e-2,
+                 what=f"convert_mha_to_gqa in {dtype} K", reference="a float64 loop")
+    assert_close(v2, brute_force_pool(v, 6, 2), atol=1e-2, rtol=1e-2,
+                 what=f"convert_mha_to_gqa in {dtype} V", reference="a float64 loop")
+
+
+@pytest.mark.points(1)
 @given(n_kv=st.sampled_from([1, 2, 4, 8]), group=st.sampled_from([1, 2, 3, 4]),
        layers=st.integers(1, 5), override=st.booleans())
 def test_kv_reduction_factor_matches_kv_bytes(n_kv, group, layers, override):

@@ -119,3 +119,24 @@ def test_min_gpus_is_minimal(m, gpu, batch, context, choices, kvfmt, overhead):
             f"{allowed if choices else '1..16'}, KV {kvfmt}, overhead {overhead:,} B) = {got}; "
             f"the fewest allowed GPUs that hold it: {want} (they hold "
             f"{capacity[want] if want else 0} sequences)")
+
+
+@pytest.mark.points(1)
+def test_usable_memory_rounds_down_and_none_when_nothing_fits():
+    """Bugs: the usable bytes of a GPU rounded to the nearest byte (``round``) or up
+    (``math.ceil``) instead of down, so a plan may count a byte that is not there (the hardware
+    fixtures hold round numbers, so only a hand-built odd capacity shows it); ``min_gpus``
+    returning the largest allowed count, or raising, when no allowed count is enough (the
+    docstring promises None)."""
+    odd = dataclasses.replace(SPECS["h100_sxm"], memory_bytes=1_000_000_002)
+    for reserve, quarters in ((0.25, 3), (0.5, 2)):
+        cfg = SMOLLM2_135M
+        got = plan(cfg, odd, 1, reserve_fraction=reserve, context_len=100)
+        want = expected(cfg, odd, 1, "bf16", "bf16", reserve, 0, 100)
+        assert got.usable_bytes == 1_000_000_002 * quarters // 4 == want["usable_bytes"], (
+            f"{1_000_000_002:,} B with reserve {reserve}: usable {got.usable_bytes:,} B; the "
+            f"memory model floors the product to {want['usable_bytes']:,} B")
+        assert got.max_tokens == want["max_tokens"]
+    assert min_gpus(LLAMA3_8B, SPECS["h100_sxm"], 10**9, 4096, choices=(1, 2, 4, 8)) is None, \
+        "a billion sequences of 4096 tokens fit on no allowed count: min_gpus must return None"
+    assert min_gpus(LLAMA3_8B, SPECS["h100_sxm"], 10**9, 4096, max_gpus=3) is None
