@@ -266,7 +266,8 @@ def test_probabilities_are_float32_for_half_precision_logits():
     """Bug (dtypes): the softmax computed in the logits' own dtype, so bf16/fp16 logits give
     bf16/fp16 probabilities (the docstring promises float32) that are off by up to 0.4%, and
     fp16 logits divided by a small temperature overflow (300 / 1e-3 > 65504)."""
-    base = torch.tensor([[3.0, 2.5, 1.0, 0.25, -1.0, -2.5], [300.0, 299.0, 298.5, 250.0, 0.0, -8.0]])
+    base = torch.tensor([[3.0, 2.5, 1.0, 0.25, -1.0, -2.5],  # every value exact in bf16 and fp16
+                         [300.0, 298.0, 296.0, 250.0, 0.0, -8.0]])
     for dtype in (torch.bfloat16, torch.float16):
         logits = base.to(dtype)
         for kw in (dict(temperature=0.7, top_p=0.9), dict(temperature=1e-3)):
