@@ -71,3 +71,14 @@ def test_a_batch_of_one_keeps_its_batch_axis():
     logits, cache = decode_step(w, cfg, torch.tensor([7]), cache)
     assert logits.shape == (1, cfg.vocab_size), f"decode_step logits {tuple(logits.shape)}"
     assert cache[0][0].shape == (1, cfg.n_kv_heads, 2, cfg.d_head)
+
+
+def test_new_tensors_are_made_on_the_inputs_device():
+    # The meta device holds shapes only and refuses to mix with CPU tensors: a stand-in for
+    # a GPU. torch.arange(S, S + T) without device= fails here as it would on CUDA.
+    cfg = tiny()
+    w = {k: v.to("meta") for k, v in random_weights(cfg, seed=0).items()}
+    ids = torch.zeros(2, 5, dtype=torch.int64, device="meta")
+    logits, cache = prefill(w, cfg, ids)
+    logits, cache = decode_step(w, cfg, ids[:, 0], cache)
+    assert logits.device.type == "meta" and cache[0][0].shape[2] == 6

@@ -123,4 +123,8 @@ MUTATIONS = [
              "    d, q = cfg.d_model, cfg.d_model\n    kv = d * cfg.n_kv_heads / cfg.n_heads\n"
              "    attention = d * q + 2 * d * kv + q * d\n",
              (COUNT + "test_counts_are_ints_and_use_n_heads_times_d_head",), kind="contract"),
+    Mutation("positions built on the CPU", "lesson01", "forward.py",
+             "    positions = torch.arange(input_ids.shape[1], device=input_ids.device)\n",
+             "    positions = torch.arange(input_ids.shape[1])\n",
+             (FWD + "test_forward_makes_new_tensors_on_the_inputs_device",), kind="dtype-device"),
 ]

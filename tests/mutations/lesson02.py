@@ -98,4 +98,12 @@ MUTATIONS = [
     Mutation("the sampler given [batch, 1, vocab] logits", "lesson02", "generation.py",
              "        next_ids = sampler(logits[:, -1])", "        next_ids = sampler(logits[:, -1:])",
              (GEN + "test_the_sampler_chooses_every_token",), kind="contract"),
+    Mutation("the prompt run even when no token is wanted", "lesson02", "generation.py",
+             "    if max_new_tokens == 0:\n        return input_ids\n"
+             "    finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)\n"
+             "    logits, cache = forward_fn(input_ids, None)\n",
+             "    finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)\n"
+             "    logits, cache = forward_fn(input_ids, None)\n"
+             "    if max_new_tokens == 0:\n        return input_ids\n",
+             (GEN + "test_each_decode_step_feeds_exactly_one_token",), kind="cost"),
 ]

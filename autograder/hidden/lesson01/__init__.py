@@ -11,7 +11,7 @@ them; each has a planted bug in tests/mutations/lesson01.py.
 | boundary      | decoder_layer_equals_reference, flops_..._counter   | mask lets a token see the next one   |
 | special-value | rms_norm_per_row_zero_rows_and_float16              | eps after the rsqrt: zero row -> NaN |
 | multi-token   | decoder_layer_equals_reference                      | attention not causal                 |
-| dtype-device  | rope_dtypes_..., rms_norm_bfloat16_...              | apply_rope returns float32 for bf16  |
+| dtype-device  | rope_dtypes_..., forward_makes_new_tensors_on_...   | apply_rope returns float32 for bf16  |
 | unvaried-arg  | decoder_layer_equals_reference (three rope bases)   | rope base hard-coded to 10000        |
 | contract      | counts_are_ints_..., submission_does_not_import_... | a count returned as a float          |
 | cost          | apply_rope_is_vectorised                            | a Python loop over channel pairs     |

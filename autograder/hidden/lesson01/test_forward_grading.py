@@ -245,3 +245,22 @@ def test_apply_rope_is_vectorised():
     assert counts[64] == counts[8], (
         f"apply_rope issued {counts[8]} tensor operations for d_head 8 and {counts[64]} for "
         "d_head 64: vectorise it (x * cos + rotate_half(x) * sin), no loop over channels")
+
+
+@pytest.mark.points(1)
+def test_forward_makes_new_tensors_on_the_inputs_device():
+    """Bug (devices): positions built with ``torch.arange(T)`` and no ``device=`` (or RoPE
+    frequencies made on the CPU): on a GPU the first forward fails mixing devices. Checked
+    without a GPU on PyTorch's meta device (shapes only), which collides with any CPU tensor."""
+    check_written_by_learner()
+    cfg = tiny()
+    w = {k: v.to("meta") for k, v in random_weights(cfg, seed=0).items()}
+    ids = torch.zeros(2, 5, dtype=torch.int64, device="meta")
+    try:
+        logits = llama_forward(w, cfg, ids)
+    except RuntimeError as err:
+        if "device" not in str(err):
+            raise
+        raise AssertionError(f"llama_forward mixed devices ({err}); make every new tensor on "
+                             "input_ids.device, e.g. torch.arange(T, device=input_ids.device)") from None
+    assert logits.device.type == "meta" and logits.shape == (2, 5, cfg.vocab_size)

@@ -14,5 +14,5 @@ them; each has a planted bug in tests/mutations/lesson02.py.
 | dtype-device  | probabilities_are_float32_for_half_precision_...   | softmax in the logits' bf16/fp16        |
 | unvaried-arg  | the_sampler_chooses_every_token                    | sampler ignored, argmax in the loop     |
 | contract      | logits_are_left_unchanged, randomness_comes_...    | logits divided in place                 |
-| cost          | each_decode_step_feeds_exactly_one_token           | the whole sequence re-fed every step    |
+| cost          | each_decode_step_feeds_exactly_one_token           | whole sequence re-fed; prompt run for 0 |
 """

@@ -61,6 +61,9 @@ def test_each_decode_step_feeds_exactly_one_token():
     assert log == want, (
         "forward_fn calls as (input shape, was a cache passed): expected the prompt once, then "
         f"one token per step with the cache, {len(want)} calls: {want}; got {log}")
+    log.clear()
+    assert torch.equal(generate(cached_forward(w, cfg, log), prompt, 0, greedy), prompt)
+    assert log == [], f"max_new_tokens=0 needs no forward call at all; got {log}"
 
 
 def scripted(script, vocab=16):
