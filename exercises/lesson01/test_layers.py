@@ -4,6 +4,7 @@ import math
 
 import torch
 
+from course.counting import count_ops
 from course.testing import assert_close
 from exercises.lesson01.layers import apply_rope, apply_rope_spec, rms_norm, rope_cos_sin
 
@@ -64,3 +65,13 @@ def test_rope_keeps_bfloat16_and_tables_are_float32():
     assert got.dtype == torch.bfloat16, f"apply_rope of bfloat16 input returned {got.dtype}"
     assert_close(got.float(), apply_rope_spec(x.float(), cos, sin), atol=3e-2, rtol=2e-2,
                  what="apply_rope in bfloat16", reference="apply_rope_spec in float32")
+
+
+def test_apply_rope_is_vectorised():
+    # The same few tensor operations at any d_head: no Python loop over channel pairs.
+    counts = []
+    for d_head in (8, 64):
+        x = torch.randn(1, 2, 3, d_head, generator=torch.Generator().manual_seed(0))
+        cos, sin = rope_cos_sin(torch.arange(3), d_head, 10000.0)
+        counts.append(count_ops(lambda: apply_rope(x, cos, sin)))  # noqa: B023
+    assert counts[0] == counts[1], f"apply_rope ran {counts} tensor ops for d_head 8 and 64"
