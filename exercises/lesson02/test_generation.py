@@ -30,3 +30,25 @@ def test_cached_greedy_equals_recomputing_everything():
         want = torch.cat([want, llama_forward(w, cfg, want)[:, -1].argmax(-1, keepdim=True)], 1)
     assert got.shape == (2, 11)
     assert torch.equal(got, want), f"cached greedy {got.tolist()} != uncached {want.tolist()}"
+
+
+def plus_one_model(vocab=10):
+    """A fake model: the logits at each position point at (that token + 1) % vocab."""
+    def forward_fn(ids, cache):
+        seen = (0 if cache is None else cache) + ids.shape[1]
+        return torch.nn.functional.one_hot((ids + 1) % vocab, vocab).float(), seen
+    return forward_fn
+
+
+def test_the_sampler_picks_the_tokens_and_eos_id_0_stops_a_row():
+    seen = []
+
+    def skip_one(logits):  # not argmax: the model says last + 1, this picks last + 3
+        seen.append(tuple(logits.shape))
+        return (logits.argmax(-1) + 2) % 10
+
+    prompt = torch.tensor([[1, 2], [3, 4]])
+    out = generate(plus_one_model(), prompt, 4, skip_one, eos_id=0)
+    assert seen[0] == (2, 10), f"the sampler gets the last position's [batch, vocab], got {seen[0]}"
+    # row 0: 2 -> 5 -> 8 -> 1 -> 4; row 1: 4 -> 7 -> 0, then eos (token id 0) pads the row
+    assert out.tolist() == [[1, 2, 5, 8, 1, 4], [3, 4, 7, 0, 0, 0]], out.tolist()

@@ -63,6 +63,7 @@ def run_layers(weights: Weights, cfg: LlamaConfig, input_ids: torch.Tensor,
         (``model.norm.weight``), and a NEW list whose layer ``i`` holds the old keys/values
         followed by the T new ones, ``[B, n_kv_heads, S + T, d_head]``.
         The ``cache`` argument is not modified (a caller may branch from it twice).
+        Every new tensor lives on ``input_ids``' device (build positions there too).
 
     The new tokens sit at positions ``S .. S + T - 1``: RoPE must rotate them by those
     angles, not from 0. Per layer: ``h = rms_norm(x, input_layernorm)``, ``project_qkv``,
@@ -73,7 +74,7 @@ def run_layers(weights: Weights, cfg: LlamaConfig, input_ids: torch.Tensor,
     Read: learning/lesson03.md#one-forward-two-phases
     """
     _check_ids(input_ids, cfg, cache)
-    # hint: positions = torch.arange(S, S + T); cos, sin = rope_cos_sin(cfg, positions)
+    # hint: positions = torch.arange(S, S + T, device=input_ids.device)
     raise NotImplementedError('lesson03: run_layers - read learning/lesson03.md#one-forward-two-phases')
 
 

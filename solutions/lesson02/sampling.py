@@ -35,8 +35,9 @@ def filtered_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | 
     """The distribution the next token is drawn from, after temperature and the filters.
 
     Args:
-        logits: ``[..., vocab]`` float.
-        temperature: > 0 here (``sample`` handles 0).
+        logits: ``[..., vocab]`` float (float32, bfloat16 or float16), any magnitude; each
+            row is filtered on its own. Left unchanged (no in-place division).
+        temperature: > 0 here (``sample`` handles 0); may be tiny (1e-3).
         top_k, top_p, min_p: ``None`` switches a filter off.
     Returns:
         ``[..., vocab]`` float32 probabilities that sum to 1 on the last axis, exactly 0 for
@@ -81,7 +82,7 @@ def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = N
     """Draw one token per row of ``logits``.
 
     Args:
-        logits: ``[batch, vocab]`` (or ``[vocab]``).
+        logits: ``[batch, vocab]`` (or ``[vocab]``), left unchanged.
         temperature: 0 for greedy (argmax of the logits), else as in ``filtered_probs``.
         top_k, top_p, min_p: as in ``filtered_probs``.
         generator: the only source of randomness (``torch.multinomial(..., generator=)``); the

@@ -36,3 +36,46 @@ def test_same_generator_seed_same_tokens():
     a = sample(logits, generator=torch.Generator().manual_seed(7))
     b = sample(logits, generator=torch.Generator().manual_seed(7))
     assert a.shape == (4,) and a.dtype == torch.int64 and torch.equal(a, b)
+
+
+def test_logits_in_the_hundreds_and_temperatures_near_zero():
+    # exp(310) overflows float32: subtract each row's maximum first (torch.softmax does).
+    logits = torch.tensor([[310.0, 309.0, 300.0, 0.0], [2.0, 1.99, 1.0, 0.0]])
+    for kw in (dict(temperature=1.0), dict(temperature=1e-3), dict(temperature=0.1, top_p=0.9)):
+        got = filtered_probs(logits, **kw)
+        want = torch.softmax(logits.double() / kw["temperature"], -1)
+        if "top_p" in kw:  # row 0 keeps its top token only, row 1 its top two
+            want = torch.tensor([[1.0, 0, 0, 0], [want[1, 0] / want[1, :2].sum(),
+                                                  want[1, 1] / want[1, :2].sum(), 0, 0]])
+        assert_close(got, want.float(), atol=1e-5, what=f"filtered_probs({kw}) of large logits",
+                     reference="softmax in float64")
+    assert torch.equal(sample(logits, temperature=1e-3, generator=torch.Generator().manual_seed(0)),
+                       torch.tensor([0, 0]))
+
+
+def test_each_row_of_a_batch_is_filtered_on_its_own():
+    # A confident row and a flat one: a maximum or a sum over the whole batch mixes them.
+    rows = torch.tensor([[5.0, 2.0, 1.5, 0.0, -1.0], [0.3, 0.2, 0.1, 0.0, -0.2]])
+    for kw in (dict(min_p=0.3), dict(top_p=0.8), dict(top_k=2), dict(temperature=0.7)):
+        got = filtered_probs(rows, **kw)
+        for r in range(2):
+            assert_close(got[r], filtered_probs(rows[r], **kw), atol=1e-6,
+                         what=f"row {r} of filtered_probs({kw}) over a 2-row batch",
+                         reference="the same row filtered alone")
+
+
+def test_top_p_cut_off_hit_exactly():
+    # Equal logits give probabilities of exactly 1/4: two tokens hold exactly 0.5, so
+    # top_p=0.5 keeps two tokens, not three (the smallest set with mass >= p).
+    got = filtered_probs(torch.zeros(4), top_p=0.5)
+    assert int((got > 0).sum()) == 2, f"top_p=0.5 over 4 equal tokens kept {got.tolist()}"
+    got = filtered_probs(torch.zeros(4), min_p=1.0)
+    assert int((got > 0).sum()) == 4, "min_p=1.0 keeps every token equal to the largest"
+
+
+def test_bfloat16_logits_give_float32_probabilities():
+    logits = torch.tensor([3.0, 2.5, 1.0, -1.0]).bfloat16()
+    got = filtered_probs(logits, temperature=0.7)
+    assert got.dtype == torch.float32, f"probabilities must be float32, got {got.dtype}"
+    assert_close(got, torch.softmax(logits.float() / 0.7, -1), atol=1e-6,
+                 what="filtered_probs of bfloat16 logits", reference="float32 softmax")

@@ -63,6 +63,7 @@ def run_layers(weights: Weights, cfg: LlamaConfig, input_ids: torch.Tensor,
         (``model.norm.weight``), and a NEW list whose layer ``i`` holds the old keys/values
         followed by the T new ones, ``[B, n_kv_heads, S + T, d_head]``.
         The ``cache`` argument is not modified (a caller may branch from it twice).
+        Every new tensor lives on ``input_ids``' device (build positions there too).
 
     The new tokens sit at positions ``S .. S + T - 1``: RoPE must rotate them by those
     angles, not from 0. Per layer: ``h = rms_norm(x, input_layernorm)``, ``project_qkv``,
@@ -74,7 +75,8 @@ def run_layers(weights: Weights, cfg: LlamaConfig, input_ids: torch.Tensor,
     """
     _check_ids(input_ids, cfg, cache)
     ### BEGIN SOLUTION
-    # hint: positions = torch.arange(S, S + T); cos, sin = rope_cos_sin(cfg, positions)
+    # hint: positions = torch.arange(S, S + T, device=input_ids.device)
+    #       cos, sin = rope_cos_sin(cfg, positions)
     start = cache_length(cache)
     positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
     x = weights["model.embed_tokens.weight"][input_ids]

@@ -100,3 +100,21 @@ def test_flops_at_long_context_are_dominated_by_attention_as_expected():
     cfg = dataclasses.replace(LLAMA3_8B, d_head=64)  # n_heads * d_head = 2048 != d_model
     got = flops_per_token(cfg, 8192) - flops_per_token(cfg, 1)
     assert got == 4 * cfg.n_layers * cfg.n_heads * 64 * 8191
+
+
+@pytest.mark.points(1)
+def test_counts_are_ints_and_use_n_heads_times_d_head():
+    """Bugs: the K/V width written as d_model x n_kv_heads / n_heads (a float, and wrong when
+    n_heads x d_head != d_model); any ``/`` that makes a count a float. Both docstrings
+    promise an int; ``==`` alone would accept 134515008.0."""
+    cfg = LlamaConfig(name="narrow heads", n_layers=2, d_model=48, n_heads=4, n_kv_heads=2,
+                      d_head=16, d_ff=40, vocab_size=50, rope_theta=1e4, rms_eps=1e-5,
+                      tie_embeddings=False, max_position=64)  # n_heads x d_head = 64 != 48
+    count = param_count(cfg)
+    assert type(count) is int, f"param_count returned a {type(count).__name__}, not an int"
+    assert count == stored_numbers(random_weights(cfg)), (
+        f"param_count = {count:,} for a model whose n_heads x d_head (64) is not d_model (48); "
+        f"its tensors hold {stored_numbers(random_weights(cfg)):,} numbers")
+    for c in (cfg, LLAMA3_8B):
+        flops = flops_per_token(c, 7)
+        assert type(flops) is int, f"flops_per_token returned a {type(flops).__name__}, not an int"

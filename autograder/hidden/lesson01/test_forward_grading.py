@@ -130,13 +130,14 @@ def test_rope_equals_complex_rotation(d_head, start, length, theta, seed):
 
 
 @pytest.mark.points(2)
-@pytest.mark.parametrize("n_kv_heads,start", [(2, 0), (4, 7), (1, 100)])
-def test_decoder_layer_equals_reference(n_kv_heads, start):
-    """Bugs: a missing residual, post-norm instead of pre-norm, attention that is not causal,
-    a wrong GQA mapping (query head j reading KV head j % n_kv), SiLU on the up projection
-    instead of the gate."""
+@pytest.mark.parametrize("n_kv_heads,start,theta", [(2, 0, 1e4), (4, 7, 1e5), (1, 100, 5e5)])
+def test_decoder_layer_equals_reference(n_kv_heads, start, theta):
+    """Bugs: a missing residual, post-norm instead of pre-norm, attention that is not causal
+    (or a mask that lets a token see the next one), a wrong GQA mapping (query head j reading
+    KV head j % n_kv), SiLU on the up projection instead of the gate, the RoPE base
+    hard-coded to 10000 instead of cfg.rope_theta (SmolLM2 uses 100000)."""
     check_written_by_learner()
-    cfg = tiny(n_kv_heads=n_kv_heads)
+    cfg = dataclasses.replace(tiny(n_kv_heads=n_kv_heads), rope_theta=theta)
     w = random_weights(cfg, seed=n_kv_heads)
     x = torch.randn(2, 7, cfg.d_model, generator=torch.Generator().manual_seed(start))
     positions = torch.arange(start, start + 7)
@@ -185,3 +186,81 @@ def test_forward_matches_hf_transformers_on_the_real_model():
     assert_close(got, want, atol=1e-3, rtol=1e-4, what="llama_forward logits of SmolLM2-135M",
                  reference="HF transformers' LlamaForCausalLM on the same GGUF file")
     assert torch.equal(got[0, -1].argmax(), want[0, -1].argmax())
+
+
+@pytest.mark.points(2)
+def test_rms_norm_per_row_zero_rows_and_float16():
+    """Bugs: the mean square taken over the whole tensor instead of each vector (rows of very
+    different sizes expose it; equal-sized random rows hide it); eps added after the square
+    root, so an all-zero vector gives 0 x inf = NaN instead of zeros; the normalisation done
+    in the input's dtype, so float16 inputs above 256 overflow when squared (256^2 > 65504)
+    and come out as zeros. Reference: torch's F.rms_norm in float32, cast, then the weight."""
+    check_written_by_learner()
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(5, 32, generator=gen) * torch.tensor([[1e-3], [1.0], [1e3], [0.0], [40.0]])
+    w = torch.randn(32, generator=gen)
+    assert_close(rms_norm(x, w, 1e-6), F.rms_norm(x, (32,), w, 1e-6), atol=1e-5, rtol=1e-4,
+                 what="rms_norm of rows of sizes 1e-3, 1, 1e3, 0 and 40 (eps 1e-6)",
+                 reference="F.rms_norm, each row on its own")
+    x16 = (torch.randn(3, 64, generator=gen) * torch.tensor([[300.0], [2000.0], [1.0]])).half()
+    w16 = torch.randn(64, generator=gen).half()
+    want = w16 * F.rms_norm(x16.float(), (64,), None, 1e-5).half()
+    got = rms_norm(x16, w16, 1e-5)
+    assert_close(got, want, atol=1e-2, rtol=1e-2, what="rms_norm of float16 rows of size 300 and 2000",
+                 reference="float32 normalisation, cast to float16, times the weight")
+
+
+@pytest.mark.points(1)
+def test_rope_dtypes_float32_tables_and_bfloat16_queries():
+    """Bugs (dtypes): cos and sin returned in float64 (the angles' dtype) instead of the
+    float32 the docstring promises; apply_rope that returns float32 for bfloat16 queries
+    (bf16 x times float32 cos promotes), which doubles the KV cache of every later lesson."""
+    check_written_by_learner()
+    positions = torch.arange(3, 9)
+    cos, sin = rope_cos_sin(positions, 16, 1e4)
+    assert cos.dtype == sin.dtype == torch.float32 and cos.shape == sin.shape == (6, 16), (
+        f"rope_cos_sin must return float32 [T, d_head] = [6, 16] tables; got {cos.dtype} "
+        f"{tuple(cos.shape)} and {sin.dtype} {tuple(sin.shape)}")
+    x = torch.randn(2, 3, 6, 16, generator=torch.Generator().manual_seed(8)).bfloat16()
+    got = apply_rope(x, cos, sin)
+    assert got.dtype == torch.bfloat16, f"apply_rope of bfloat16 queries returned {got.dtype}"
+    assert_close(got.float(), rope_by_complex_numbers(x.float(), positions, 1e4), atol=3e-2,
+                 rtol=2e-2, what="RoPE of bfloat16 queries",
+                 reference="complex rotation in float64 of the same (bf16) values")
+
+
+@pytest.mark.points(1)
+def test_apply_rope_is_vectorised():
+    """Bug (cost): a Python loop over the channel pairs (apply_rope_spec, or a loop over
+    positions): the number of tensor operations grows with d_head, where the rotate-half
+    form issues the same few operations at any size."""
+    check_written_by_learner()
+    from course.counting import count_ops
+
+    counts = {}
+    for d_head in (8, 64):
+        x = torch.randn(1, 2, 5, d_head, generator=torch.Generator().manual_seed(0))
+        cos, sin = rope_cos_sin(torch.arange(5), d_head, 1e4)
+        counts[d_head] = count_ops(lambda: apply_rope(x, cos, sin))  # noqa: B023
+    assert counts[64] == counts[8], (
+        f"apply_rope issued {counts[8]} tensor operations for d_head 8 and {counts[64]} for "
+        "d_head 64: vectorise it (x * cos + rotate_half(x) * sin), no loop over channels")
+
+
+@pytest.mark.points(1)
+def test_forward_makes_new_tensors_on_the_inputs_device():
+    """Bug (devices): positions built with ``torch.arange(T)`` and no ``device=`` (or RoPE
+    frequencies made on the CPU): on a GPU the first forward fails mixing devices. Checked
+    without a GPU on PyTorch's meta device (shapes only), which collides with any CPU tensor."""
+    check_written_by_learner()
+    cfg = tiny()
+    w = {k: v.to("meta") for k, v in random_weights(cfg, seed=0).items()}
+    ids = torch.zeros(2, 5, dtype=torch.int64, device="meta")
+    try:
+        logits = llama_forward(w, cfg, ids)
+    except RuntimeError as err:
+        if "device" not in str(err):
+            raise
+        raise AssertionError(f"llama_forward mixed devices ({err}); make every new tensor on "
+                             "input_ids.device, e.g. torch.arange(T, device=input_ids.device)") from None
+    assert logits.device.type == "meta" and logits.shape == (2, 5, cfg.vocab_size)

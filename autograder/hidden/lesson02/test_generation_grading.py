@@ -61,6 +61,9 @@ def test_each_decode_step_feeds_exactly_one_token():
     assert log == want, (
         "forward_fn calls as (input shape, was a cache passed): expected the prompt once, then "
         f"one token per step with the cache, {len(want)} calls: {want}; got {log}")
+    log.clear()
+    assert torch.equal(generate(cached_forward(w, cfg, log), prompt, 0, greedy), prompt)
+    assert log == [], f"max_new_tokens=0 needs no forward call at all; got {log}"
 
 
 def scripted(script, vocab=16):
@@ -86,6 +89,42 @@ def test_eos_stops_each_row_and_pads_with_eos():
     out = generate(scripted([[3, 4, 5]]), prompt[:1], 3, greedy, eos_id=eos)
     assert out[:, 4:].tolist() == [[3, 4, 5]]
     assert generate(scripted([[3]]), prompt[:1], 0, greedy).tolist() == prompt[:1].tolist()
+    # Token id 0 is a real id: `if eos_id:` treats it as "no eos" (special value).
+    out = generate(scripted([[3, 0, 5, 6], [5, 6, 7, 8]]), prompt, 4, greedy, eos_id=0)
+    assert out[:, 4:].tolist() == [[3, 0, 0, 0], [5, 6, 7, 8]], (
+        f"with eos_id=0, row 0 must stop after its 0 and be padded with 0: {out.tolist()}")
+    out = generate(scripted([[0, 5], [0, 6]]), prompt, 5, greedy, eos_id=0)
+    assert out[:, 4:].tolist() == [[0], [0]], (
+        f"with eos_id=0 and both rows emitting 0 first, generation stops at once: {out.tolist()}")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("batch,prompt_len", [(1, 1), (3, 4)])
+def test_the_sampler_chooses_every_token(batch, prompt_len):
+    """Bugs: the sampler ignored (argmax taken inside the loop: every other grader samples
+    greedily, so only a sampler that is not argmax exposes it), or called with the wrong
+    logits: ``logits[:, -1:]`` ([batch, 1, vocab]) instead of the last position's
+    ``[batch, vocab]``. Reference: the uncached loop with the same (deterministic) sampler."""
+    cfg = tiny(n_layers=1)
+    w = random_weights(cfg, seed=5)
+    prompt = torch.randint(0, cfg.vocab_size, (batch, prompt_len),
+                           generator=torch.Generator().manual_seed(3))
+    seen = []
+
+    def third_best(logits):  # deterministic and never the argmax
+        seen.append(tuple(logits.shape))
+        return logits.topk(3, dim=-1).indices[..., 2]
+
+    got = generate(cached_forward(w, cfg), prompt, 4, third_best)
+    assert seen == [(batch, cfg.vocab_size)] * 4, (
+        f"the sampler must be called once per new token with the last position's logits "
+        f"[batch, vocab] = {(batch, cfg.vocab_size)}; it saw shapes {seen}")
+    want = prompt
+    for _ in range(4):
+        nxt = llama_forward(w, cfg, want)[:, -1].topk(3, dim=-1).indices[:, 2:3]
+        want = torch.cat([want, nxt], 1)
+    assert torch.equal(got, want), (f"generate with a third-best sampler gave {got.tolist()}, "
+                                    f"the uncached loop with that sampler gives {want.tolist()}")
 
 
 @pytest.mark.model

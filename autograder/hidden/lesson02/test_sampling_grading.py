@@ -166,3 +166,126 @@ def test_edge_settings():
                  reference="all mass on the argmax")
     single = sample(logits[0], generator=gen)
     assert single.shape == () and single.dtype == torch.int64
+
+
+def assert_rows_equal_brute_force(got, logits, kw, what, check_margin=True):
+    """Each row of a batch against the brute-force filter of that row alone. ``check_margin``
+    off: a cut between tokens whose probabilities both underflow to 0 is no cut at all."""
+    assert got.shape == logits.shape and got.dtype == torch.float32, (
+        f"{what}: shape {tuple(got.shape)} dtype {got.dtype}, expected {tuple(logits.shape)} "
+        "torch.float32")
+    for row in range(logits.shape[0]):
+        want, margin = reference_probs(logits[row].double(), **kw)
+        assert margin > 1e-4 or not check_margin, "test input too close to a cut (fix the test)"
+        assert_close(got[row], torch.tensor(want, dtype=torch.float32), atol=1e-5,
+                     what=f"{what}, row {row} of {logits.shape[0]}",
+                     reference="brute-force float64 filtering of that row alone")
+
+
+# Rows that differ: one confident, one flat, one in between. A threshold, maximum or sum taken
+# over the whole batch instead of each row changes the result of every row but one.
+ROWS = torch.tensor([[6.0, 3.0, 2.6, 2.0, 1.1, 0.0, -1.0, -2.0],
+                     [0.30, 0.25, 0.12, 0.10, 0.05, 0.01, -0.10, -0.33],
+                     [2.0, 1.5, 1.4, 0.4, 0.0, -0.3, -1.0, -4.0]])
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("kw", [dict(min_p=0.3), dict(top_p=0.75), dict(top_k=3),
+                                dict(temperature=0.8, top_k=6, top_p=0.9, min_p=0.1),
+                                dict(temperature=1.0)],
+                         ids=["min_p", "top_p", "top_k", "all four", "plain"])
+def test_rows_of_a_batch_are_filtered_independently(kw):
+    """Bugs (rows that differ): min-p relative to the largest probability of the whole batch,
+    probabilities renormalised by the sum over the whole batch (``probs / probs.sum()``), a
+    top-p cumulative sum over the flattened batch. A batch of one row, or of equal rows (what
+    sampling many draws at once looks like), hides all three; rows that differ do not."""
+    assert_rows_equal_brute_force(filtered_probs(ROWS, **kw), ROWS, kw,
+                                  f"filtered_probs({kw}) of a 3-row batch")
+    draws = sample(ROWS.repeat(2, 1), generator=torch.Generator().manual_seed(0), **kw)
+    assert draws.shape == (6,), f"sample of 6 rows returned shape {tuple(draws.shape)}"
+    probs = filtered_probs(ROWS, **kw).repeat(2, 1)
+    assert bool((probs.gather(1, draws[:, None]) > 0).all()), \
+        f"sample({kw}) drew a token its own row's filters remove"
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("kw", [dict(temperature=1.0), dict(temperature=1e-3),
+                                dict(temperature=0.05, top_p=0.9), dict(temperature=3.0, min_p=0.2),
+                                dict(temperature=1e-4, top_k=2)],
+                         ids=["logits in the hundreds", "T = 1e-3", "T = 0.05, top-p",
+                              "hot, min-p", "T = 1e-4, top-k"])
+def test_extreme_logits_and_temperatures(kw):
+    """Bug (numerically extreme inputs): a softmax written as exp(z / T) / sum without
+    subtracting the maximum overflows float32 (exp(89) is already inf) for logits in the
+    hundreds or temperatures near zero: NaN probabilities, and torch.multinomial fails.
+    Real models emit logits of 30-100; T = 1e-3 turns logits of 2 into 2000."""
+    logits = torch.tensor([[310.0, 309.5, 305.0, 300.0, 250.0, 0.0, -40.0],
+                           [2.0, 1.99, 1.5, 0.5, -1.0, -3.0, -100.0]])
+    got = filtered_probs(logits, **kw)
+    assert bool(torch.isfinite(got).all()), (
+        f"filtered_probs({kw}) of logits in the hundreds has NaN or inf entries: "
+        "subtract the row's maximum before exp (torch.softmax does)")
+    assert_rows_equal_brute_force(got, logits, kw, f"filtered_probs({kw}) of extreme logits",
+                                  check_margin="top_k" not in kw)
+    draws = sample(logits, generator=torch.Generator().manual_seed(1), **kw)
+    assert bool((got.gather(1, draws[:, None]) > 0).all()), f"sample({kw}) drew a removed token"
+
+
+@pytest.mark.points(2)
+def test_cut_offs_hit_exactly():
+    """Bugs (exact boundaries): top-p that keeps one more token when the mass above it equals
+    top_p exactly (``<=`` instead of ``<``: the nucleus is the SMALLEST set with mass >= p), or
+    that drops the token whose cumulative mass lands exactly on top_p (``cumsum < p``); min-p
+    that drops a token exactly at min_p x the largest probability (``>`` instead of ``>=``).
+    Equal logits give probabilities 1/n exactly in float32, so these ties are exact; random
+    floats never produce them. Which of several equal tokens is kept is not specified, only
+    how many."""
+    cases = [(4, dict(top_p=0.5), 2), (8, dict(top_p=0.75), 6), (4, dict(top_p=0.25), 1),
+             (8, dict(top_p=0.625), 5), (5, dict(min_p=1.0), 5), (4, dict(top_p=1.0), 4),
+             (8, dict(top_k=4, top_p=0.5), 2)]
+    for vocab, kw, n_kept in cases:
+        logits = torch.zeros(2, vocab)
+        got = filtered_probs(logits, **kw)
+        kept = (got > 0).sum(-1).tolist()
+        assert kept == [n_kept, n_kept], (
+            f"filtered_probs({kw}) of {vocab} equal logits (each probability exactly "
+            f"1/{vocab}) kept {kept} tokens per row; the rule keeps exactly {n_kept}")
+        assert_close(got[got > 0], torch.full((2 * n_kept,), 1.0 / n_kept), atol=1e-6,
+                     what=f"kept probabilities for {kw}", reference=f"1/{n_kept} each")
+    # min-p exactly on the threshold with unequal probabilities: [0.5, 0.25, 0.25] has
+    # 0.25 = 0.5 x 0.5 exactly; both 0.25 tokens stay.
+    logits = torch.tensor([[1.0, 0.0, 0.0]]) * math.log(2.0)
+    base = torch.softmax(logits, -1)
+    if torch.equal(base[0, 1] * 2, base[0, 0]):  # exact in this float32 build
+        assert int((filtered_probs(logits, min_p=0.5) > 0).sum()) == 3, \
+            "min_p=0.5 over [0.5, 0.25, 0.25] must keep the tokens exactly at the threshold"
+
+
+@pytest.mark.points(1)
+def test_probabilities_are_float32_for_half_precision_logits():
+    """Bug (dtypes): the softmax computed in the logits' own dtype, so bf16/fp16 logits give
+    bf16/fp16 probabilities (the docstring promises float32) that are off by up to 0.4%, and
+    fp16 logits divided by a small temperature overflow (300 / 1e-3 > 65504)."""
+    base = torch.tensor([[3.0, 2.5, 1.0, 0.25, -1.0, -2.5],  # every value exact in bf16 and fp16
+                         [300.0, 298.0, 296.0, 250.0, 0.0, -8.0]])
+    for dtype in (torch.bfloat16, torch.float16):
+        logits = base.to(dtype)
+        for kw in (dict(temperature=0.7, top_p=0.9), dict(temperature=1e-3)):
+            got = filtered_probs(logits, **kw)
+            assert got.dtype == torch.float32, (
+                f"filtered_probs of {dtype} logits returned {got.dtype}; the docstring promises "
+                "float32 probabilities (compute the softmax in float32)")
+            assert_rows_equal_brute_force(got, logits, kw, f"filtered_probs({kw}) of {dtype} logits")
+
+
+@pytest.mark.points(1)
+def test_logits_are_left_unchanged():
+    """Bug (contract): temperature applied in place (``logits = logits.float(); logits /=
+    temperature`` - .float() of a float32 tensor is the same tensor), so the caller's logits
+    change under it: a second sampler over the same logits sees them divided twice."""
+    logits = torch.randn(3, 12, generator=torch.Generator().manual_seed(2)) * 3
+    before = logits.clone()
+    filtered_probs(logits, temperature=0.5, top_k=5, top_p=0.9, min_p=0.05)
+    assert torch.equal(logits, before), "filtered_probs changed the logits it was given"
+    sample(logits, temperature=0.5, top_p=0.9, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(logits, before), "sample changed the logits it was given"

@@ -5,6 +5,8 @@ cache (an independent path: it never sees the learner's cache), on tiny seeded c
 GQA, MQA) and, once, on the real SmolLM2-135M weights.
 """
 
+import dataclasses
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -15,7 +17,7 @@ from course.counting import count_flops
 from course.llama_reference import llama_forward
 from course.model import random_weights
 from course.testing import assert_close
-from exercises.lesson03.phases import decode_step, prefill
+from exercises.lesson03.phases import decode_step, prefill, run_layers
 
 REFERENCE = "a full forward of the whole sequence without a cache"
 CONFIGS = {"MHA": tiny(n_heads=4, n_kv_heads=4), "GQA": tiny(n_heads=4, n_kv_heads=2),
@@ -109,3 +111,58 @@ def test_real_model_prefill_and_decode():
     cfg, w = load_config(), load_weights()
     ids = torch.tensor([[1, 504, 3458, 282, 4649, 314, 11, 2512, 314, 253]])
     _check_generation(w, cfg, ids, 6, 2e-3)
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("batch,prompt_len,chunk", [(1, 1, 4), (3, 5, 3)])
+def test_a_chunk_of_new_tokens_and_the_cache_contents(batch, prompt_len, chunk):
+    """Bugs (several new tokens at once): the new K/V placed BEFORE the cached ones. One decode
+    token sees every key, so the order of keys is invisible to it; a chunk of several new
+    tokens (causal among themselves) and the cache's own contents are not. Also a batch of
+    one (``hidden.squeeze()`` drops the batch axis), and the final RMSNorm with a hard-coded
+    eps instead of ``cfg.rms_eps`` (this config's eps is 0.05).
+    Reference: the course's reference forward with its own cache over the whole sequence."""
+    cfg = dataclasses.replace(tiny(n_heads=4, n_kv_heads=2), rms_eps=0.05)
+    w = random_weights(cfg, seed=prompt_len)
+    ids = _ids(cfg, batch, prompt_len + chunk + 2, seed=chunk)
+    want_cache = []
+    full = llama_forward(w, cfg, ids, want_cache)
+    logits, cache = prefill(w, cfg, ids[:, :prompt_len])
+    assert logits.shape == (batch, cfg.vocab_size), (
+        f"prefill of a batch of {batch} returned logits of shape {tuple(logits.shape)}, "
+        f"expected {(batch, cfg.vocab_size)}")
+    end = prompt_len + chunk
+    hidden, cache = run_layers(w, cfg, ids[:, prompt_len:end], cache)
+    assert_close(hidden @ w["lm_head.weight"].T, full[:, prompt_len:end], atol=2e-4, rtol=2e-4,
+                 what=f"run_layers over a chunk of {chunk} new tokens after {prompt_len} cached",
+                 reference=REFERENCE)
+    for t in (end, end + 1):
+        logits, cache = decode_step(w, cfg, ids[:, t], cache)
+        assert_close(logits, full[:, t], atol=2e-4, rtol=2e-4,
+                     what=f"decode step at position {t} after a chunk", reference=REFERENCE)
+    for i, ((k, v), (k0, v0)) in enumerate(zip(cache, want_cache)):
+        assert_close(k, k0, atol=1e-5, rtol=1e-5, what=f"layer {i}'s cached keys (token t at index t)",
+                     reference="the reference forward's cache of the whole sequence")
+        assert_close(v, v0, atol=1e-5, rtol=1e-5, what=f"layer {i}'s cached values",
+                     reference="the reference forward's cache of the whole sequence")
+
+
+@pytest.mark.points(1)
+def test_new_tensors_are_made_on_the_inputs_device():
+    """Bug (devices): positions built with ``torch.arange(S, S + T)`` and no ``device=``: a
+    CPU tensor meets GPU activations and the first CUDA run fails. Checked without a GPU on
+    PyTorch's meta device (shapes only): any tensor made on the CPU collides with it."""
+    cfg = tiny()
+    w = {k: v.to("meta") for k, v in random_weights(cfg, seed=0).items()}
+    ids = torch.zeros(2, 5, dtype=torch.int64, device="meta")
+    try:
+        logits, cache = prefill(w, cfg, ids)
+        logits, cache = decode_step(w, cfg, ids[:, 0], cache)
+    except RuntimeError as err:
+        if "device" not in str(err):
+            raise
+        raise AssertionError(f"prefill/decode_step mixed devices ({err}); make every new "
+                             "tensor on input_ids.device, e.g. torch.arange(..., "
+                             "device=input_ids.device)") from None
+    assert logits.device.type == "meta" and cache[0][0].device.type == "meta"
+    assert logits.shape == (2, cfg.vocab_size) and cache[0][0].shape[2] == 6
