@@ -39,3 +39,10 @@ def test_savings_and_breakeven_for_published_prices():
     assert breakeven_hits(FIVE_MINUTES) == 1
     assert breakeven_hits(ONE_HOUR) == 2
     assert breakeven_hits(CachePricing(1.0, 1.0)) is None
+
+
+def test_breakeven_when_a_write_costs_exactly_base():
+    # write == 1: the write alone saves nothing (a tie is not a saving); the first hit does
+    assert breakeven_hits(CachePricing(1.0, 0.1)) == 1
+    assert breakeven_hits(CachePricing(1.0, 1.5)) is None
+    assert breakeven_hits(CachePricing(0.5, 1.5)) == 0
