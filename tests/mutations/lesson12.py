@@ -182,4 +182,10 @@ MUTATIONS = [
              "    if w < 1:\n        return 0\n", "    if w <= 1:\n        return 0\n",
              (H12 + "test_batcher_traces.py::test_breakeven_at_a_write_price_of_exactly_base",),
              kind="boundary"),
+    Mutation("contiguous waste of a sequence longer than its reservation goes negative",
+             "lesson12", "fragmentation.py",
+             "    if any(int(n) > int(r) for n, r in zip(lengths, reserved)):\n",
+             "    if False:\n",
+             (H12 + "test_batcher_traces.py::test_contiguous_waste_with_a_reservation_per_sequence",),
+             kind="contract"),
 ]
