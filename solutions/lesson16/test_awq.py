@@ -38,6 +38,8 @@ def test_awq_beats_rtn_on_held_out_tokens(bits):
     rtn = quantize_rtn(w, bits, 64).dequantize()
     awq = quantize_awq(w, x_cal, bits, 64, n_grid=20)
     assert 0 <= awq.alpha < 1 and awq.input_scale.shape == (256,)
+    assert awq.quant.scale.shape == (128, 256 // 64), \
+        f"group_size 64 gives 4 groups per row, got scales {tuple(awq.quant.scale.shape)}"
     for x, name in ((x_cal, "calibration"), (x_test, "held-out")):
         e_rtn = ((x @ rtn.T - x @ w.T) ** 2).mean()
         e_awq = ((x @ awq.dequantize().T - x @ w.T) ** 2).mean()

@@ -13,7 +13,7 @@ def mlp_rank(rank, world, x, gate, up, down):
               row_parallel_shard(down, rank, world))
     with count_collectives() as calls:
         out = tp_mlp_forward(x, *shards)
-    return out, dict(calls)
+    return out, dict(calls), tp_mlp_forward(x.bfloat16(), *(s.bfloat16() for s in shards))
 
 
 def attention_rank(rank, world, x, wq, wk, wv, wo, d_head):
@@ -31,8 +31,10 @@ def test_tp_mlp_on_two_ranks_equals_the_unsharded_mlp_with_one_all_reduce():
     gate, up, down = (torch.randn(32, 16, generator=g), torch.randn(32, 16, generator=g),
                       torch.randn(16, 32, generator=g))
     expected = (F.silu(x @ gate.T) * (x @ up.T)) @ down.T
-    for rank, (out, calls) in enumerate(run_ranks(mlp_rank, 2, x, gate, up, down)):
+    for rank, (out, calls, half) in enumerate(run_ranks(mlp_rank, 2, x, gate, up, down)):
         torch.testing.assert_close(out, expected, msg=f"rank {rank}: TP MLP != unsharded MLP")
+        assert half.dtype == torch.bfloat16, \
+            f"rank {rank}: bfloat16 x and shards must give a bfloat16 result, got {half.dtype}"
         assert calls == {"all_reduce": 1}, f"rank {rank}: expected one all_reduce, saw {calls}"
 
 
