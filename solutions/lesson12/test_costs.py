@@ -31,6 +31,8 @@ def test_paging_wastes_less_than_a_block_per_sequence():
 def test_prompt_cache_cost_worked_example():
     # write 1250 + read 100 + (940 s gap > 300 s TTL) write again 1250
     assert prompt_cache_cost(1000, [0, 60, 1000]) == pytest.approx(2600)
+    # each read renews the TTL: reads every 200 s keep the entry alive for 600 s
+    assert prompt_cache_cost(1000, [0, 200, 400, 600]) == pytest.approx(1250 + 3 * 100)
 
 
 def test_savings_and_breakeven_for_published_prices():

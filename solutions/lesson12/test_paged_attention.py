@@ -21,6 +21,15 @@ def test_paged_equals_dense(n_heads, n_kv_heads):
                  what="paged_attention_decode", reference=REFERENCE)
 
 
+def test_bfloat16_in_bfloat16_out():
+    case = make_paged_case([5, 17], 4, 2, d_head=16, block_size=4, dtype=torch.bfloat16)
+    got = paged_attention_decode(case.q, case.k_cache, case.v_cache, case.block_tables,
+                                 case.context_lens)
+    assert_close(got, dense_decode_reference(case), atol=2e-2, rtol=2e-2,
+                 what="paged_attention_decode in bfloat16 (the result in q's dtype)",
+                 reference=REFERENCE)
+
+
 def test_custom_scale_is_used():
     case = make_paged_case([7, 3], 4, 2, d_head=8, block_size=2, seed=1)
     got = paged_attention_decode(case.q, case.k_cache, case.v_cache, case.block_tables,
