@@ -92,7 +92,9 @@ class BlockTable:
 def slot_mapping(tables: list[BlockTable]) -> torch.Tensor:
     """Flat slot of the newest token of each sequence: ``[len(tables)]`` int64.
 
-    This is where a decode step writes each sequence's new K and V.
+    This is where a decode step writes each sequence's new K and V. An empty list gives an
+    empty int64 tensor (shape ``[0]``, not float32); a table that holds no token has no
+    newest token and raises IndexError (as ``slot`` does for a position it does not hold).
 
     Read: learning/lesson12.md#the-block-table
     """

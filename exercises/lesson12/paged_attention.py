@@ -112,6 +112,10 @@ def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: t
         slots: ``[n]`` int, flat slot ``block * block_size + offset`` of each token
             (see ``block_table.slot_mapping``).
 
+    A slot outside ``0 .. num_blocks * block_size - 1`` (negative ones included: they must
+    not wrap around to the end of the cache) raises IndexError naming it, and nothing is
+    written.
+
     Read: learning/lesson12.md#paged-decode-attention
     """
     if k.shape != v.shape or k.shape[1:] != k_cache.shape[2:] or slots.shape != k.shape[:1]:

@@ -71,10 +71,12 @@ def savings_fraction(num_reads: int, pricing: CachePricing = FIVE_MINUTES) -> fl
 
 def breakeven_hits(pricing: CachePricing = FIVE_MINUTES) -> int | None:
     """Fewest cache hits after one write for which caching costs strictly less than sending
-    the prefix uncached every time; ``None`` if it never pays (read price >= base price
-    while writing costs more).
+    the prefix uncached every time; ``None`` if it never pays.
 
-    Solve ``write + n * read < 1 + n`` for the smallest integer ``n >= 0``.
+    Solve ``write + n * read < 1 + n`` for the smallest integer ``n >= 0``. So: 0 when the
+    write costs less than base (``write < 1``); with ``write == 1`` exactly the write alone
+    saves nothing (a tie is not a saving), so the answer is 1 if a read is cheaper than base
+    and ``None`` otherwise; ``None`` whenever ``write >= 1`` and ``read >= 1``.
 
     Read: learning/lesson12.md#prompt-caching-arithmetic
     """

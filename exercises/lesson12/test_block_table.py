@@ -63,3 +63,12 @@ def test_out_of_blocks_leaves_the_table_unchanged():
     with pytest.raises(OutOfBlocks):
         t.append_token()
     assert t.num_tokens == 2 and len(t.blocks) == 1
+
+
+def test_slot_mapping_of_no_tables_and_of_a_table_without_tokens():
+    got = slot_mapping([])
+    assert got.shape == (0,) and got.dtype == torch.int64, (
+        f"slot_mapping([]) must be an empty int64 tensor, got {got.dtype} {tuple(got.shape)} "
+        "(torch.tensor([]) is float32 unless given a dtype)")
+    with pytest.raises(IndexError):
+        slot_mapping([BlockTable(BlockAllocator(2), 4)])  # no token: no newest slot

@@ -21,6 +21,15 @@ def test_paged_equals_dense(n_heads, n_kv_heads):
                  what="paged_attention_decode", reference=REFERENCE)
 
 
+def test_bfloat16_in_bfloat16_out():
+    case = make_paged_case([5, 17], 4, 2, d_head=16, block_size=4, dtype=torch.bfloat16)
+    got = paged_attention_decode(case.q, case.k_cache, case.v_cache, case.block_tables,
+                                 case.context_lens)
+    assert_close(got, dense_decode_reference(case), atol=2e-2, rtol=2e-2,
+                 what="paged_attention_decode in bfloat16 (the result in q's dtype)",
+                 reference=REFERENCE)
+
+
 def test_custom_scale_is_used():
     case = make_paged_case([7, 3], 4, 2, d_head=8, block_size=2, seed=1)
     got = paged_attention_decode(case.q, case.k_cache, case.v_cache, case.block_tables,
@@ -60,3 +69,22 @@ def test_write_kv_stores_tokens_at_their_slots():
     assert torch.equal(k_cache[2, 1], k[0]) and torch.equal(k_cache[0, 0], k[1])
     assert torch.equal(v_cache[2, 1], -k[0])
     assert int((k_cache != 0).sum()) == 5, "write_kv must touch only the given slots"
+
+
+def test_large_scores_stay_finite():
+    case = make_paged_case([6, 17], 4, 2, d_head=8, block_size=4, seed=2)
+    case.q.mul_(300.0)  # scores in the thousands: exp() without the max subtracted overflows
+    got = paged_attention_decode(case.q, case.k_cache, case.v_cache, case.block_tables,
+                                 case.context_lens)
+    assert_close(got, dense_decode_reference(case), atol=1e-4, rtol=1e-4,
+                 what="paged_attention_decode with scores in the thousands", reference=REFERENCE)
+
+
+def test_write_kv_rejects_slots_outside_the_cache():
+    k_cache = torch.zeros(2, 2, 1, 3)
+    v_cache = torch.zeros_like(k_cache)
+    k = torch.ones(1, 1, 3)
+    for bad in (-1, 4):  # -1 would silently wrap around to the last slot
+        with pytest.raises(IndexError):
+            write_kv(k_cache, v_cache, k, k, torch.tensor([bad]))
+    assert not k_cache.any() and not v_cache.any(), "a rejected write must write nothing"

@@ -27,7 +27,9 @@ def test_rtn_error_at_most_half_a_step():
 
 def test_rtn_is_exact_on_grid_values():
     w = torch.tensor([[0.0, 1.0, 2.0, 3.0, -1.0, 0.5, 1.0, 2.0]])
-    assert torch.allclose(quantize_rtn(w, bits=2, group_size=4).dequantize()[0, :4], w[0, :4])
+    assert_close(quantize_rtn(w, bits=2, group_size=4).dequantize()[0, :4], w[0, :4],
+                 atol=1e-6, what="RTN of a group already on the 2-bit grid",
+                 reference="the weights themselves")
 
 
 def test_rtn_all_positive_group_within_half_a_step():
@@ -49,6 +51,8 @@ def test_awq_beats_rtn_on_held_out_tokens(bits):
     rtn = quantize_rtn(w, bits, 64).dequantize()
     awq = quantize_awq(w, x_cal, bits, 64, n_grid=20)
     assert 0 <= awq.alpha < 1 and awq.input_scale.shape == (256,)
+    assert awq.quant.scale.shape == (128, 256 // 64), \
+        f"group_size 64 gives 4 groups per row, got scales {tuple(awq.quant.scale.shape)}"
     for x, name in ((x_cal, "calibration"), (x_test, "held-out")):
         e_rtn = ((x @ rtn.T - x @ w.T) ** 2).mean()
         e_awq = ((x @ awq.dequantize().T - x @ w.T) ** 2).mean()

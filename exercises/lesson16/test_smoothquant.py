@@ -21,6 +21,9 @@ def test_scales_formula():
                  what="smoothquant_scales(alpha=0.5)", reference="sqrt(act_absmax / w_absmax)")
     assert_close(smoothquant_scales(a, w, 1.0), a, atol=1e-6, what="alpha=1",
                  reference="act_absmax")
+    assert_close(smoothquant_scales(a.bfloat16(), w.bfloat16(), 0.5), (a / w).sqrt(),
+                 atol=1e-6, what="smoothquant_scales of bfloat16 statistics (float32 out)",
+                 reference="sqrt(act_absmax / w_absmax) in float32")
 
 
 def test_smoothing_is_an_identity():

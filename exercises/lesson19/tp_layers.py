@@ -36,7 +36,7 @@ def tp_mlp_forward(x: torch.Tensor, gate_shard: torch.Tensor, up_shard: torch.Te
         down_shard: ``[d_model, d_ff / world]`` (row-parallel shard).
         group: the process group (None: the default group).
     Returns:
-        ``[..., d_model]``, equal on every rank to the unsharded
+        ``[..., d_model]`` in x's dtype, equal on every rank of ``group`` to the unsharded
         ``(silu(x @ gate.T) * (x @ up.T)) @ down.T``.
 
     Exactly one ``dist.all_reduce`` call and no other collective. About 3 lines.

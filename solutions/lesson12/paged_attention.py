@@ -135,6 +135,10 @@ def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: t
         slots: ``[n]`` int, flat slot ``block * block_size + offset`` of each token
             (see ``block_table.slot_mapping``).
 
+    A slot outside ``0 .. num_blocks * block_size - 1`` (negative ones included: they must
+    not wrap around to the end of the cache) raises IndexError naming it, and nothing is
+    written.
+
     Read: learning/lesson12.md#paged-decode-attention
     """
     if k.shape != v.shape or k.shape[1:] != k_cache.shape[2:] or slots.shape != k.shape[:1]:
@@ -144,6 +148,9 @@ def write_kv(k_cache: torch.Tensor, v_cache: torch.Tensor, k: torch.Tensor, v: t
     ### BEGIN SOLUTION
     # hint: a [num_blocks * block_size, n_kv_heads, d_head] view of the cache is free
     flat = k_cache.shape[0] * k_cache.shape[1]
+    bad = (slots < 0) | (slots >= flat)
+    if bad.any():
+        raise IndexError(f"slot {int(slots[bad][0])} is outside the cache's slots 0..{flat - 1}")
     k_cache.view(flat, *k_cache.shape[2:])[slots.long()] = k.to(k_cache.dtype)
     v_cache.view(flat, *v_cache.shape[2:])[slots.long()] = v.to(v_cache.dtype)
     ### END SOLUTION

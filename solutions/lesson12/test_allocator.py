@@ -26,6 +26,9 @@ def test_allocate_too_many_raises_and_changes_nothing():
         a.allocate(2)
     assert state(a) == before, "a failed allocate must leave the allocator unchanged"
     assert a.can_allocate(1) and not a.can_allocate(2)
+    with pytest.raises(ValueError):
+        a.allocate(-1)  # the docstring's contract: a negative count is an error, not []
+    assert state(a) == before
 
 
 def test_free_returns_blocks_and_double_free_is_refused():

@@ -31,6 +31,8 @@ def test_paging_wastes_less_than_a_block_per_sequence():
 def test_prompt_cache_cost_worked_example():
     # write 1250 + read 100 + (940 s gap > 300 s TTL) write again 1250
     assert prompt_cache_cost(1000, [0, 60, 1000]) == pytest.approx(2600)
+    # each read renews the TTL: reads every 200 s keep the entry alive for 600 s
+    assert prompt_cache_cost(1000, [0, 200, 400, 600]) == pytest.approx(1250 + 3 * 100)
 
 
 def test_savings_and_breakeven_for_published_prices():
@@ -39,3 +41,10 @@ def test_savings_and_breakeven_for_published_prices():
     assert breakeven_hits(FIVE_MINUTES) == 1
     assert breakeven_hits(ONE_HOUR) == 2
     assert breakeven_hits(CachePricing(1.0, 1.0)) is None
+
+
+def test_breakeven_when_a_write_costs_exactly_base():
+    # write == 1: the write alone saves nothing (a tie is not a saving); the first hit does
+    assert breakeven_hits(CachePricing(1.0, 0.1)) == 1
+    assert breakeven_hits(CachePricing(1.0, 1.5)) is None
+    assert breakeven_hits(CachePricing(0.5, 1.5)) == 0

@@ -131,3 +131,29 @@ def test_breakeven_matches_brute_force(w, r):
     else:
         assert got == brute, f"write {w}, read {r}: first saving at {brute} hits, got {got}"
         assert savings_fraction(brute, p) > 0
+
+
+@pytest.mark.points(1)
+def test_breakeven_at_a_write_price_of_exactly_base():
+    """Bug: ``if write <= 1: return 0`` - at write == 1 the write alone costs exactly what
+    sending the prefix uncached costs, and a tie is not a saving: the first hit is where
+    caching pays (if a read is cheaper than base), or it never does."""
+    assert breakeven_hits(CachePricing(1.0, 0.1)) == 1
+    assert breakeven_hits(CachePricing(1.0, 0.999)) == 1
+    assert breakeven_hits(CachePricing(1.0, 1.0)) is None
+    assert breakeven_hits(CachePricing(1.0, 1.5)) is None
+    assert breakeven_hits(CachePricing(0.999, 1.5)) == 0
+    assert breakeven_hits(CachePricing(3.0, 0.0)) == 3  # 3 < 1 + n first at n = 3
+
+
+@pytest.mark.points(1)
+def test_contiguous_waste_with_a_reservation_per_sequence():
+    """Bugs: a per-sequence list of reservations paired with the wrong sequences or not
+    accepted; a sequence longer than its reservation counted as negative waste instead of
+    the ValueError the docstring promises."""
+    assert contiguous_waste([3, 4, 0], [10, 4, 7]) == 7 + 0 + 7
+    assert contiguous_waste([], 100) == 0
+    with pytest.raises(ValueError):
+        contiguous_waste([3, 9], [10, 8])  # 9 tokens in 8 reserved slots
+    with pytest.raises(ValueError):
+        contiguous_waste([3, 4], [10])

@@ -1,6 +1,7 @@
 """Hidden grader, lesson 12: block tables at block boundaries, forks and shortages."""
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -88,3 +89,19 @@ def test_slot_mapping_for_ragged_batch():
     got = slot_mapping(tables).tolist()  # called before the answer exists in this frame
     assert got == [t.blocks[(t.num_tokens - 1) // 4] * 4 + (t.num_tokens - 1) % 4
                    for t in tables]
+
+
+@pytest.mark.points(1)
+def test_slot_mapping_of_no_tables_and_of_an_empty_table():
+    """Bugs: ``torch.tensor([...])`` without a dtype, which is int64 for a list of ints but
+    float32 for an empty batch; an empty table quietly mapped to slot 0 (another sequence's
+    token, overwritten by the next write) instead of raising IndexError."""
+    got = slot_mapping([])
+    assert got.shape == (0,) and got.dtype == torch.int64, (
+        f"slot_mapping([]) must be an empty int64 tensor, got {got.dtype} of shape "
+        f"{tuple(got.shape)}")
+    a = BlockAllocator(4)
+    full, empty = BlockTable(a, 2), BlockTable(a, 2)
+    full.append_token()
+    with pytest.raises(IndexError):
+        slot_mapping([full, empty])

@@ -103,3 +103,58 @@ def test_write_kv_then_attend_roundtrip():
         blk, off = int(order[i // block_size]), i % block_size
         assert torch.equal(k_cache[blk, off], k[i]) and torch.equal(v_cache[blk, off], v[i]), \
             f"token {i} (slot {int(slots[i])}) is not at block {blk}, offset {off}"
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("scale", [0.05, 1.7])
+def test_non_default_scale_is_used(scale):
+    """Bug: ``scale=`` accepted but never passed on (the softmax always uses 1/sqrt(d_head));
+    every test that leaves scale at its default passes."""
+    case = make_paged_case([5, 19, 2], 8, 2, d_head=16, block_size=4, seed=11)
+    assert_close(run(case, scale=scale), dense_decode_reference(case, scale=scale), atol=2e-5,
+                 rtol=2e-5, what=f"paged decode with scale={scale}", reference=REFERENCE)
+
+
+@pytest.mark.points(1)
+def test_logits_in_the_thousands_stay_finite():
+    """Bug: a hand-written softmax, exp(scores) / sum(exp(scores)), without subtracting the
+    row's maximum first: with scores in the thousands exp overflows to inf and the output is
+    NaN. Legal inputs: large activations, or a large scale."""
+    case = make_paged_case([9, 30, 1], 4, 2, d_head=8, block_size=4, seed=12)
+    case.q.mul_(300.0)
+    assert_close(run(case), dense_decode_reference(case), atol=1e-4, rtol=1e-4,
+                 what="paged decode with scores in the thousands", reference=REFERENCE)
+
+
+@pytest.mark.points(1)
+def test_write_kv_rejects_slots_outside_the_cache():
+    """Bug: no range check: a negative slot wraps around to the end of the cache and
+    silently overwrites another sequence's token (torch indexing accepts -1). The docstring
+    promises IndexError and nothing written."""
+    k_cache = torch.zeros(3, 4, 2, 8)
+    v_cache = torch.zeros_like(k_cache)
+    k = torch.ones(2, 2, 8)
+    for slots in ([0, -1], [11, 12], [-12, 3]):
+        with pytest.raises(IndexError):
+            write_kv(k_cache, v_cache, k, k, torch.tensor(slots))
+        assert not k_cache.any() and not v_cache.any(), \
+            f"write_kv with slots {slots} raised but had already written into the cache"
+    write_kv(k_cache, v_cache, k, k, torch.tensor([0, 11]))  # both ends are legal
+    assert k_cache[0, 0].eq(1).all() and k_cache[2, 3].eq(1).all()
+
+
+@pytest.mark.points(1)
+def test_write_kv_chunk_that_crosses_blocks():
+    """Bug: writing a chunk of new tokens to consecutive slots from the first one
+    (``cache[slots[0]:slots[0] + n]``): right for one token, or a chunk inside one block,
+    wrong when the chunk's blocks are not adjacent in the cache."""
+    k_cache = torch.zeros(5, 2, 1, 4)
+    v_cache = torch.zeros_like(k_cache)
+    slots = torch.tensor([7, 2, 3, 8])  # block 3 offset 1, block 1 (both), block 4 offset 0
+    k = torch.arange(16.0).view(4, 1, 4) + 1
+    write_kv(k_cache, v_cache, k, -k, slots)
+    flat_k, flat_v = k_cache.view(10, 1, 4), v_cache.view(10, 1, 4)
+    for i, s in enumerate(slots.tolist()):
+        assert torch.equal(flat_k[s], k[i]) and torch.equal(flat_v[s], -k[i]), \
+            f"token {i} of the chunk is not at slot {s}"
+    assert int((k_cache != 0).sum()) == 16, "write_kv must touch only the given slots"

@@ -56,12 +56,16 @@ def mse(x, w_hat, w):
 def test_awq_never_worse_than_rtn_on_calibration(seed, bits, uniform, n_grid):
     """Bugs: a grid that never tries alpha = 0 (plain RTN) - then on layers without salient
     channels AWQ can end up worse than RTN; scales not divided back out; the error measured
-    on the weights instead of the layer's output."""
+    on the weights instead of the layer's output; group_size (or bits) not passed on to
+    quantize_rtn, so every candidate uses the default."""
     w, x, _ = case(seed, salient=0 if uniform else 6)
     if uniform:  # no salient channel: channel means differ only by noise, and by a heavy tail
         x = x * torch.linspace(0.5, 2.0, x.shape[1])
         w = w * torch.linspace(3.0, 0.2, x.shape[1])
     res = quantize_awq(w, x, bits, 32, n_grid)
+    assert res.quant.scale.shape == (w.shape[0], w.shape[1] // 32), (
+        f"group_size 32 gives {w.shape[1] // 32} groups per row; the result has scales of "
+        f"shape {tuple(res.quant.scale.shape)}: group_size was not passed on to quantize_rtn")
     assert res.alpha in [i / n_grid for i in range(n_grid)]
     assert mse(x, res.dequantize(), w) <= mse(x, rtn_dequant(w, bits, 32), w) * (1 + 1e-6)
 

@@ -72,3 +72,23 @@ def test_saturates_never_inf(fmt):
     big = torch.tensor([fmax * 1.0000001, -fmax * 3, 1.0])
     q, scale = fp8_quantize(big, fmt, "per_tensor")
     assert torch.isfinite(q.float()).all(), "overflow must saturate, not become inf"
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_input_gives_float32_scales(dtype):
+    """Bug: the absolute max and the division computed in the input's own dtype (bf16 keeps
+    8 bits of mantissa): the scale is rounded, not the float32 ``amax / max`` the docstring
+    promises, and q differs from the cast of ``x / scale`` computed in float32."""
+    gen = torch.Generator().manual_seed(4)
+    x = (torch.randn(6, 40, generator=gen) * 3.3).to(dtype)
+    for granularity in ("per_tensor", "per_token", "per_channel"):
+        q, scale = fp8_quantize(x, "e4m3", granularity)
+        q_ref, s_ref = reference(x.float(), "e4m3", granularity)
+        assert scale.dtype == torch.float32, \
+            f"{dtype} input, {granularity}: scale must be float32, got {scale.dtype}"
+        assert torch.allclose(scale, s_ref, rtol=1e-6, atol=0), (
+            f"{dtype} input, {granularity}: scale differs from float32 amax / 448 by up to "
+            f"{((scale - s_ref).abs() / s_ref).max().item():.2g} (relative)")
+        assert torch.equal(q.float(), q_ref.float()), \
+            f"{dtype} input, {granularity}: q differs from the float32 cast of x / scale"

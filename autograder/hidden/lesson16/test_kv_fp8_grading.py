@@ -19,7 +19,10 @@ def empty(num_slots, n_kv, d):
        log_mag=st.floats(-5, 5), spare=st.integers(0, 8), seed=st.integers(0, 2**16))
 def test_round_trip_relative_to_each_row(n, n_kv, d, log_mag, spare, seed):
     """Bugs: fp8 without a scale (tiny keys flush to zero, large ones saturate at 448), one
-    scale for the whole batch instead of per token and head, slots ignored."""
+    scale for the whole batch instead of per token and head, one scale per head shared by
+    the tokens of a chunk (right for one token at a time), slots ignored, the scales written
+    out of place (``index_copy`` instead of ``index_copy_``), the ``dtype`` argument of
+    fp8_kv_read ignored."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, n_kv, d, generator=gen) * 10.0**log_mag
     x[0, 0] *= 1000.0
@@ -27,6 +30,7 @@ def test_round_trip_relative_to_each_row(n, n_kv, d, log_mag, spare, seed):
     cache, scales = empty(n + spare, n_kv, d)
     fp8_kv_write(cache, scales, x, slots)
     back = fp8_kv_read(cache, scales, slots, torch.float32)
+    assert back.dtype == torch.float32, f"fp8_kv_read(..., torch.float32) returned {back.dtype}"
     rowmax = x.abs().amax(-1, keepdim=True)
     # e4m3 keeps 3 mantissa bits: relative error <= 2^-4 near the row's max; 1/16 of the row's
     # max bounds every entry's error, including entries far below it.

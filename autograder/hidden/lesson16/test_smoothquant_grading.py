@@ -12,7 +12,8 @@ from exercises.lesson16.smoothquant import smooth, smoothquant_scales, w8a8_line
 @given(d=st.integers(1, 40), alpha=st.floats(0, 1), seed=st.integers(0, 2**16))
 def test_scales_formula_any_alpha(d, alpha, seed):
     """Bugs: exponents swapped (w^alpha / x^(1-alpha)), a missing clamp (a dead channel gives
-    0 or inf), alpha ignored."""
+    0 or inf), alpha ignored, factors left in the statistics' bf16 (the docstring promises
+    float32)."""
     gen = torch.Generator().manual_seed(seed)
     a = torch.rand(d, generator=gen) * 50
     w = torch.rand(d, generator=gen) * 2
@@ -21,6 +22,8 @@ def test_scales_formula_any_alpha(d, alpha, seed):
     want = a.clamp(min=1e-5).double() ** alpha / w.clamp(min=1e-5).double() ** (1 - alpha)
     assert torch.isfinite(got).all() and (got > 0).all()
     assert torch.allclose(got.double(), want, rtol=1e-4), "s_j = a_j^alpha / w_j^(1-alpha)"
+    half = smoothquant_scales(a.bfloat16(), w.bfloat16(), alpha)
+    assert half.dtype == torch.float32, f"bfloat16 statistics must give float32 factors, got {half.dtype}"
 
 
 @pytest.mark.points(2)

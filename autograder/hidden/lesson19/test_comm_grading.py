@@ -40,10 +40,13 @@ def test_formula_equals_the_simulated_ring(world, per_rank, seed, bytes_per_elem
 
 @pytest.mark.points(1)
 def test_simulated_ring_with_uneven_chunks():
-    """Bug: a simulation that assumes the length divides by N (drops or double-counts the
-    remainder elements)."""
+    """Bugs: a simulation that assumes the length divides by N (drops or double-counts the
+    remainder elements); one that works on the caller's lists in place (``buf = data``),
+    which the docstring forbids."""
     data = [[float(r + 10 * i) for i in range(7)] for r in range(3)]
+    before = [list(v) for v in data]
     result, sent = simulate_ring_allreduce(data, 2)
+    assert data == before, "simulate_ring_allreduce must not modify its input lists"
     assert result == [[float(3 + 30 * i) for i in range(7)]] * 3
     assert sum(sent) == 2 * (3 - 1) * 7 * 2, "all ranks together send 2 (N-1) x nbytes"
 
