@@ -196,3 +196,29 @@ def record(test: str, figures: dict) -> None:
     if out:
         with open(out, "a") as fh:
             fh.write(json.dumps({"test": test, **figures}) + "\n")
+
+
+def capture_cuda_graph(fn: Callable[[], object], *, warmup: int = 3):
+    """Capture fn() in a CUDA graph; return ``(graph, out)``, where ``graph.replay()`` reruns
+    the captured kernels and rewrites ``out`` (the tensors fn returned while being captured).
+
+    A replay is one launch from the host, so timing ``graph.replay`` with ``cuda_time``
+    measures the device's work, not how fast a busy host issues a few hundred small kernels.
+    fn is first run ``warmup`` times on a side stream (lazy initialisation, cuBLAS workspaces),
+    as torch's CUDA-graph notes require. Raises whatever capture raised when fn cannot be
+    captured: a host synchronisation (``.item()``, ``.cpu()``, ``print`` of a tensor, a
+    data-dependent shape such as ``nonzero``) or a copy from pageable host memory.
+    """
+    ensure_cuda("capture_cuda_graph")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn()
+    torch.cuda.synchronize()
+    return graph, out

@@ -28,6 +28,7 @@ needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the
     lambda: bench.measure_copy_bandwidth(1 << 20),
     lambda: bench.measure_gemm_flops(64),
     lambda: bench.l2_flush_bytes(),
+    lambda: bench.capture_cuda_graph(lambda: None),
 ])
 def test_timing_functions_raise_a_clear_error_without_cuda(call):
     with pytest.raises(bench.CudaUnavailableError, match="needs a CUDA GPU") as info:

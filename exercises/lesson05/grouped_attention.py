@@ -106,6 +106,9 @@ def gqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: boo
     allocated): fold the group into the query-length axis instead, so each KV head meets a
     ``[group * T, d_head]`` block of queries. About 10 lines.
 
+    Speed is graded on a GPU: a decode step must read K/V at a good part of the device's copy
+    bandwidth measured in the same run (no repeated K/V, no float32).
+
     Read: learning/lesson05.md#grouped-query-attention-without-copies
     """
     check_gqa_inputs(q, k, v, causal)

@@ -94,6 +94,9 @@ def paged_attention_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     About 10 lines; ``F.scaled_dot_product_attention`` with a boolean mask (True = attend)
     handles ragged lengths, and its query-length axis can hold a group of query heads.
 
+    Speed is graded on a GPU: the step must reach a fifth of dense SDPA's speed on the same
+    tokens (one gather of the used blocks, bf16, no Python loop over sequences).
+
     Read: learning/lesson12.md#paged-decode-attention
     """
     check_paged_inputs(q, k_cache, v_cache, block_tables, context_lens)

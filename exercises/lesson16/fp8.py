@@ -71,6 +71,9 @@ def fp8_quantize(x: torch.Tensor, fmt: str = "e4m3",
     scale 1 (never 0, never NaN). Clamp ``x / scale`` to ``[-fmax, fmax]`` before the cast:
     the result must never hold inf or NaN. About 10 lines.
 
+    Speed is graded on a GPU: quantizing an 8192 x 8192 activation per token may cost at most
+    18 device-to-device copies of it (one absmax pass and one scaled cast; no Python loops).
+
     Read: learning/lesson16.md#scales-and-granularity
     """
     check_format(fmt)

@@ -55,6 +55,9 @@ def fp8_kv_read(cache: torch.Tensor, scales: torch.Tensor, slots: torch.Tensor,
 
     ``cache[slots] * scales[slots]`` along d_head, computed in float32, then cast. About 2 lines.
 
+    Speed is graded on a GPU, loosely: attention over what this returns must not be
+    pathologically slower than over a bf16 cache (no loop over tokens, no float64).
+
     Read: learning/lesson16.md#an-fp8-kv-cache
     """
     check_cache(cache, scales)

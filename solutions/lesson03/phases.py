@@ -139,6 +139,11 @@ def decode_step(weights: Weights, cfg: LlamaConfig, token: torch.Tensor,
 
     About 3 lines.
 
+    Speed is part of this task: on a GPU a hidden grader captures one step in a CUDA graph and
+    times its replay against the time to read the weights once (bf16, only the new token, the
+    cache reused). Keep the step free of host synchronisation (``.item()``, ``.cpu()``,
+    printing a tensor): a step that cannot be captured is not timed.
+
     Read: learning/lesson03.md#one-forward-two-phases
     """
     if token.dim() != 1:

@@ -5,6 +5,7 @@ from . import Mutation
 H03 = "autograder/hidden/lesson03/"
 PHASES = H03 + "test_phases_grading.py::"
 TIME = H03 + "test_time_model_grading.py::"
+GPU_DECODE = H03 + "test_gpu_decode.py::test_batch1_decode_is_near_weight_bytes_over_bandwidth"
 
 MUTATIONS = [
     Mutation("decode tokens rotated from position 0", "lesson03", "phases.py",
@@ -80,6 +81,11 @@ MUTATIONS = [
              "    decode = sum(decode_step_time_s(n_params, batch, batch * (n_in + s),",
              "    decode = sum(decode_step_time_s(n_params, batch, batch * (n_in + s - 1),",
              (TIME + "test_phase_time_model_against_a_step_loop",), kind="boundary"),
+    Mutation("GPU: weights upcast to float32 every decode step", "lesson03", "phases.py",
+             "    hidden, cache = run_layers(weights, cfg, token[:, None], cache)\n",
+             "    weights = {name: t.float() for name, t in weights.items()}\n"
+             "    hidden, cache = run_layers(weights, cfg, token[:, None], cache)\n",
+             (GPU_DECODE,), gpu=True, kind="cost"),
 ]
 
 NOT_APPLICABLE = {

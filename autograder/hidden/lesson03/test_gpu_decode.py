@@ -1,31 +1,43 @@
-"""Hidden GPU grader, lesson 03: a batch-1 decode step is memory-bound, so it should take about
-the time needed to read the weights once: weight bytes / the device's copy bandwidth.
+"""Hidden GPU grader, lesson 03: a batch-1 decode step is memory-bound, so its kernels should
+take about the time needed to read the weights once: weight bytes / the device's copy bandwidth.
 
-Model: a Llama with 4 layers of d_model 4096, d_ff 11008 (Llama-2-7B's layer shape) and a
-32000-token vocabulary, random bf16 weights (2.14 GB read per step, embedding table excluded:
-a step reads one of its rows). Copy bandwidth is measured in the same run (course.bench).
+Model: a Llama with 2 layers of Llama-2-70B's shape (d_model 8192, 64 query heads over 8 KV
+heads, d_ff 28672) and a 32000-token vocabulary, random bf16 weights: 3.95 GB read per step
+(the embedding table excluded: a step reads one of its rows). Copy bandwidth is measured in the
+same run (course.bench).
+
+The decode step is captured once in a CUDA graph and the graph's replay is timed. Run eagerly,
+batch-1 decode is bound by the host: each of a few hundred small kernels waits for Python to
+launch it, so the time measures the grading machine's CPU and load (on an H200 the reference's
+eager ratio swung between 6.1 and 11.1 in five runs), not the bytes the learner's code moves. A
+replay is one launch, so the time is the device's work. The eager time is recorded too, for
+the lesson's text, but never graded. A correct step that cannot be captured (it synchronises
+with the host, e.g. ``.item()``) skips with the reason: it neither gains nor loses points.
 """
 
+import contextlib
 
 import pytest
 import torch
 
-from course.bench import check_roofline, cuda_time, measure_copy_bandwidth, record, require_cuda
+from course.bench import (capture_cuda_graph, check_roofline, cuda_time, measure_copy_bandwidth,
+                          record, require_cuda)
 from course.config import LlamaConfig
 from course.llama_reference import llama_forward
 from course.model import weight_shapes
 from course.testing import assert_close
 from exercises.lesson03.phases import decode_step, prefill
 
-# A decode step may take at most THRESHOLD x (weight bytes / copy bandwidth). The reference
-# took 6.4x (4.03 ms for 1.88 GB read at 3.0 TB/s) on an H100 80GB HBM3 (2026-11-22, torch
-# 2.11.0+cu130; hardware_fixtures/h100_sxm.toml [calibration.lesson03]): eager PyTorch at
-# batch 1 is launch-bound (about 30 kernels per layer, each waiting on Python), which is what
-# CUDA graphs remove in real engines. 8.0 leaves a 24% margin; an fp32 upcast of the weights
-# every step adds several floors on top.
-THRESHOLD = 8.0
-CFG = LlamaConfig(name="gemv-4L-4096d", n_layers=4, d_model=4096, n_heads=32, n_kv_heads=32,
-                  d_head=128, d_ff=11008, vocab_size=32000, rope_theta=10000.0, rms_eps=1e-5,
+# The captured decode step may take at most THRESHOLD x (weight bytes / copy bandwidth).
+# PROVISIONAL, set by reasoning until tools/gpu_repeat.sh has run on an H200: the step is 7
+# GEMVs per layer that stream 1.71 GB (about 0.41 ms at 4.2 TB/s) plus about 50 small kernels
+# (norms, RoPE, attention over 64 tokens) of a few microseconds each, so the reference should
+# read 1.2-1.8x. A step that upcasts the weights to float32 reads 2 B, writes 4 B and reads 4 B
+# per parameter (5x the floor or more); a Python loop over the vocabulary is 32000 kernels.
+# 3.0 leaves a wide margin over the reference and stays well below the upcast.
+THRESHOLD = 3.0
+CFG = LlamaConfig(name="gemv-2L-8192d", n_layers=2, d_model=8192, n_heads=64, n_kv_heads=8,
+                  d_head=128, d_ff=28672, vocab_size=32000, rope_theta=10000.0, rms_eps=1e-5,
                   tie_embeddings=False, max_position=4096)
 
 
@@ -47,21 +59,43 @@ def _weights():
 @pytest.mark.points(2)
 @torch.no_grad()
 def test_batch1_decode_is_near_weight_bytes_over_bandwidth():
-    """Bug: a decode step that upcasts the weights to float32 every step, copies the whole
-    cache, or computes logits with a Python loop: far slower than reading the weights once.
-    (Re-running a short prompt is caught by the CPU FLOP-count graders: at batch 1 it reads
-    the same weights and hides on the GPU.)"""
+    """Bug: a decode step that upcasts the weights to float32 every step or computes logits
+    with a Python loop: far slower than reading the weights once. (Re-running the short prompt
+    is caught by the CPU FLOP-count graders: at batch 1 it reads the same weights and hides on
+    the GPU; copying a 63-token cache is too small to see here, lesson 04's grader times it.)"""
     require_cuda()
     w = _weights()
     ids = torch.randint(0, CFG.vocab_size, (1, 64), device="cuda",
                         generator=torch.Generator(device="cuda").manual_seed(1))
     _, cache = prefill(w, CFG, ids[:, :-1])
-    logits, _ = decode_step(w, CFG, ids[:, -1], cache)
-    want = llama_forward(w, CFG, ids)[:, -1]
-    assert_close(logits.float(), want.float(), atol=0.1, rtol=0.05,
+    token = ids[:, -1].clone()
+    logits, _ = decode_step(w, CFG, token, cache)
+    want = llama_forward(w, CFG, ids)[:, -1].float()
+    assert_close(logits.float(), want, atol=0.1, rtol=0.05,
                  what="decode step logits on the GPU (bf16)", reference="a full forward")
+    del logits
+    step = lambda: decode_step(w, CFG, token, cache)[0]  # noqa: E731
+    try:
+        graph, replayed = capture_cuda_graph(step)
+        graph.replay()
+        torch.cuda.synchronize()
+        same = torch.allclose(replayed.float(), want, atol=0.1, rtol=0.05)
+    except Exception as exc:  # noqa: BLE001 - any capture failure means "not capturable"
+        with contextlib.suppress(Exception):
+            torch.cuda.synchronize()
+        pytest.skip("decode_step gives the right logits but cannot be captured in a CUDA graph "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}), so "
+                    "its speed is not graded. Keep the step free of host synchronisation "
+                    "(.item(), .cpu(), printing tensors, torch.cuda.synchronize()).")
+    if not same:
+        pytest.skip("decode_step is right when run eagerly but its CUDA-graph replay gives other "
+                    "logits (a value computed on the host was frozen into the graph), so its "
+                    "speed is not graded.")
     weight_bytes = sum(t.nbytes for n, t in w.items() if n != "model.embed_tokens.weight")
-    t = cuda_time(lambda: decode_step(w, CFG, ids[:, -1], cache), warmup=5, iters=30)
+    t = cuda_time(graph.replay, warmup=5, iters=30)
+    t_eager = cuda_time(step, warmup=3, iters=10)
+    del graph, replayed
+    torch.cuda.empty_cache()
     copy_bw = measure_copy_bandwidth(1 << 30, iters=20)
     achieved = weight_bytes / t.median_s
     check_roofline(achieved, copy_bw, "weight bytes read per second in decode", tolerance=0.25)
@@ -69,9 +103,12 @@ def test_batch1_decode_is_near_weight_bytes_over_bandwidth():
     ratio = t.median_s / floor_s
     figures = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
                "weight_bytes": weight_bytes, "copy_bytes_per_s": copy_bw,
-               "decode_median_s": t.median_s, "floor_s": floor_s, "ratio_to_floor": ratio}
+               "decode_graph_median_s": t.median_s, "decode_eager_median_s": t_eager.median_s,
+               "floor_s": floor_s, "ratio_to_floor": ratio,
+               "eager_ratio_to_floor": t_eager.median_s / floor_s, "threshold": THRESHOLD}
     record("lesson03.batch1_decode", figures)
     assert ratio <= THRESHOLD, (
-        f"a batch-1 decode step took {t.median_s * 1e3:.2f} ms, {ratio:.2f}x the time to read "
-        f"the {weight_bytes / 1e9:.2f} GB of weights at the measured {copy_bw / 1e12:.2f} TB/s; "
+        f"a batch-1 decode step (captured in a CUDA graph, so no launch overhead) took "
+        f"{t.median_s * 1e3:.2f} ms, {ratio:.2f}x the time to read the "
+        f"{weight_bytes / 1e9:.2f} GB of weights at the measured {copy_bw / 1e12:.2f} TB/s; "
         f"at most {THRESHOLD}x is expected. Run only the new token, keep bf16, reuse the cache.")

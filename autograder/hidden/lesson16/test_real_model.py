@@ -1,10 +1,12 @@
 """Hidden grader, lesson 16: quantization quality on the real SmolLM2-135M.
 
-Every linear weight of the 30 blocks (q, k, v, o, gate, up, down: 210 matrices) is replaced by
-its dequantized version and the per-token loss (mean cross-entropy, nats) is measured on a
-held-out part of the course's text (lesson16/calibration_text.txt); AWQ calibrates
-on another part. Group size 64, not 128: d_model 576 = 4.5 x 128 but 9 x 64. RTN here is the
-grader's own few lines (an independent path), not the learner's quantize_rtn.
+Every linear weight (q, k, v, o, gate, up, down) of every other block (blocks 0, 2, ..., 28: 105
+of the 210 matrices) is replaced by its dequantized version and the per-token loss (mean
+cross-entropy, nats) is measured on a held-out part of the course's text
+(lesson16/calibration_text.txt); AWQ calibrates on another part. Half the blocks halve the
+grader's cost (quantizing is most of it) and keep the ordering clear: see QUANTIZED_BLOCKS.
+Group size 64, not 128: d_model 576 = 4.5 x 128 but 9 x 64. RTN here is the grader's own few
+lines (an independent path), not the learner's quantize_rtn.
 
 The course model's weights are themselves dequantized Q4_1 (4-bit, groups of 32), so the
 "reference" is that model; quantizing again with groups of 64 still loses accuracy.
@@ -27,6 +29,11 @@ LINEARS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_att
            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
 GROUP, N_CAL, N_GRID = 64, 64, 5  # 64 calibration tokens and 5 alphas: kept small for speed
 TEST = slice(400, 528)  # held-out tokens, after the calibration ones
+# Blocks whose linears are quantized. Reference, torch 2.13 CPU, nats per token (reference 3.366):
+# all 30 blocks: 4-bit AWQ 3.430 / RTN 3.544, 3-bit 4.184 / 4.329 (learning/lesson16.md);
+# every other block: 4-bit AWQ 3.417 / RTN 3.481, 3-bit 3.650 / 3.898. (Not any subset: quantizing
+# every third block gave 4-bit AWQ 3.384 above RTN 3.381.)
+QUANTIZED_BLOCKS = range(0, 30, 2)
 
 
 def rtn_dequant(w, bits, group):
@@ -65,8 +72,9 @@ def model():
     cfg, weights, tok = load_config(), load_weights(), load_tokenizer()
     ids = torch.tensor(tok.encode(TEXT.read_text()))
     cal, test = ids[:N_CAL][None], ids[TEST][None]
-    names = [f"model.layers.{i}.{n}.weight" for i in range(cfg.n_layers) for n in LINEARS]
-    capture = _Capture(weights, names)
+    names = [f"model.layers.{i}.{n}.weight" for i in QUANTIZED_BLOCKS for n in LINEARS]
+    all_names = [f"model.layers.{i}.{n}.weight" for i in range(cfg.n_layers) for n in LINEARS]
+    capture = _Capture(weights, all_names)
     with torch.no_grad(), capture:
         llama_forward(weights, cfg, cal)
 
@@ -75,7 +83,9 @@ def model():
             logits = llama_forward(w, cfg, test)
         return F.cross_entropy(logits[0, :-1].float(), test[0, 1:]).item()
 
-    return {"weights": weights, "names": names, "acts": capture.inputs, "loss": loss}
+    # computed once for the module: the unquantized model's loss is the same for every bits
+    return {"weights": weights, "names": names, "all_names": all_names, "acts": capture.inputs,
+            "loss": loss, "reference_loss": loss(weights)}
 
 
 @pytest.mark.model
@@ -91,7 +101,7 @@ def test_loss_ordering_reference_awq_rtn(model, bits):
     for name in model["names"]:
         rtn[name] = rtn_dequant(w[name], bits, GROUP)
         awq[name] = quantize_awq(w[name], model["acts"][name], bits, GROUP, N_GRID).dequantize()
-    ref, l_awq, l_rtn = model["loss"](w), model["loss"](awq), model["loss"](rtn)
+    ref, l_awq, l_rtn = model["reference_loss"], model["loss"](awq), model["loss"](rtn)
     assert ref <= l_awq <= l_rtn, (
         f"{bits}-bit g{GROUP}: per-token loss reference {ref:.4f}, AWQ {l_awq:.4f}, RTN "
         f"{l_rtn:.4f} (nats); expected reference <= AWQ <= RTN")
@@ -104,7 +114,7 @@ def test_smoothquant_helps_on_real_activations(model):
     on the real model's MLP inputs, W8A8 with smoothing (alpha 0.5) must be closer to the
     exact output than W8A8 without, summed over the 30 gate projections."""
     plain = smoothed = 0.0
-    for name in model["names"]:
+    for name in model["all_names"]:
         if "gate_proj" not in name:
             continue
         x, w = model["acts"][name], model["weights"][name]
