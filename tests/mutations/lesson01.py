@@ -78,12 +78,8 @@ MUTATIONS = [
              (FWD + "test_submission_does_not_import_the_reference_forward",
               FWD + "test_rope_equals_complex_rotation")),
     Mutation("RMSNorm and RoPE taken from the given pieces of later lessons", "lesson01",
-             "layers.py", "import torch
-",
-             "import torch
-
-from course.hf_layers import hf_apply_rope as _rope  # noqa: F401
-",
+             "layers.py", "import torch\n",
+             "import torch\n\nfrom course.hf_layers import hf_apply_rope as _rope  # noqa: F401\n",
              (FWD + "test_submission_does_not_import_the_reference_forward",
               FWD + "test_rms_norm_equals_torch")),
 ]
