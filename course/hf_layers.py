@@ -17,6 +17,7 @@ seconds) and its absence is reported with the command that installs it.
 from __future__ import annotations
 
 import functools
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -27,6 +28,7 @@ from course.config import LlamaConfig
 Weights = dict[str, torch.Tensor]
 
 
+@functools.lru_cache(maxsize=1)
 def _modeling_llama() -> Any:
     from course.model import _require
 
@@ -90,18 +92,15 @@ def hf_apply_rope(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor,
     return q_rot.to(q.dtype), k_rot.to(k.dtype)
 
 
-@functools.lru_cache(maxsize=8)
-def _mlp_config(d_model: int, d_ff: int) -> Any:
-    from course.model import _require
+@functools.lru_cache(maxsize=1)
+def _silu() -> Any:
+    from transformers.activations import ACT2FN
 
-    transformers = _require("transformers")
-    return transformers.LlamaConfig(hidden_size=d_model, intermediate_size=d_ff,
-                                    num_attention_heads=1, num_key_value_heads=1,
-                                    head_dim=d_model, hidden_act="silu", mlp_bias=False)
+    return ACT2FN["silu"]
 
 
 def hf_mlp(w: Weights, p: str, x: torch.Tensor) -> torch.Tensor:
-    """The SwiGLU MLP of one layer through transformers' ``LlamaMLP``.
+    """The SwiGLU MLP of one layer: transformers' ``LlamaMLP.forward`` on these weights.
 
     Args:
         w, p: the weights and the MLP's prefix, e.g. ``"model.layers.3.mlp."`` (it reads
@@ -110,6 +109,9 @@ def hf_mlp(w: Weights, p: str, x: torch.Tensor) -> torch.Tensor:
         x: ``[..., d_model]``.
     Returns:
         ``[..., d_model]``.
+
+    The forward runs on the weights as they are (no module is built, nothing is copied): its
+    three projections are ``torch.nn.functional.linear`` on them, as ``nn.Linear`` would do.
     """
     gate, up, down = (w[p + name + "_proj.weight"] for name in ("gate", "up", "down"))
     d_ff, d_model = gate.shape
@@ -117,8 +119,9 @@ def hf_mlp(w: Weights, p: str, x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"{p}: expected gate and up [d_ff, d_model], down [d_model, d_ff] and "
                          f"x [..., d_model]; got {tuple(gate.shape)}, {tuple(up.shape)}, "
                          f"{tuple(down.shape)} and x {tuple(x.shape)}")
-    with torch.device("meta"):  # no memory and no random init: the weights are set below
-        block = _modeling_llama().LlamaMLP(_mlp_config(d_model, d_ff))
-    for layer, weight in ((block.gate_proj, gate), (block.up_proj, up), (block.down_proj, down)):
-        layer.weight = torch.nn.Parameter(weight, requires_grad=False)
-    return block(x)
+    block = SimpleNamespace(
+        gate_proj=functools.partial(F.linear, weight=gate),
+        up_proj=functools.partial(F.linear, weight=up),
+        down_proj=functools.partial(F.linear, weight=down),
+        act_fn=_silu(), config=SimpleNamespace(pretraining_tp=1))
+    return _modeling_llama().LlamaMLP.forward(block, x)
