@@ -6,13 +6,14 @@ What goes in, and why:
   ``exercises/`` is out of step with ``solutions/``: a stale stub must not be published);
 * ``learning/`` - the lesson texts; ``course/`` - the shared helpers the stubs and the tests
   import; ``hardware_fixtures/`` - spec sheets and their loader;
-* ``autograder/`` reduced to ``__init__.py`` (a learner's docstring) and ``pytest_impl.py``:
-  the visible tests need its ``--impl`` redirection and hypothesis profiles
-  (``addopts = -p autograder.pytest_impl``). The grading engine (run, recorder, guard,
-  report, sync, cli, classroom, nbgrader, release) stays out: it holds no secret (the
-  threat model never relies on hiding it), but a learner has no use for it, it would
-  suggest a ``grade`` command that cannot work without the hidden graders, and every file
-  left out is one less to check for leaks. ``autograder/hidden/`` and ``solutions/`` never
+* ``autograder/`` reduced to ``__init__.py`` (a learner's docstring), ``pytest_impl.py``
+  (the visible tests need its ``--impl`` redirection and hypothesis profiles:
+  ``addopts = -p autograder.pytest_impl``) and ``selfcheck.py`` (``python -m
+  autograder.selfcheck``: visible-test points per lesson, the learner's self-check). The
+  grading engine (run, recorder, guard, report, sync, cli, classroom, nbgrader, release)
+  stays out: it holds no secret (the threat model never relies on hiding it), but a
+  learner has no use for it, it would suggest a ``grade`` command that cannot work without
+  the hidden graders, and every file left out is one less to check for leaks. ``autograder/hidden/`` and ``solutions/`` never
   go in; ``tests/`` (the maintainers' suite, which plants bugs in copies of the solutions)
   neither;
 * from ``autograder/release_template/``: a learner README, a ``pyproject.toml`` (the same
@@ -20,17 +21,30 @@ What goes in, and why:
   path), ``.gitignore`` and ``.github/workflows/classroom.yml`` (GitHub Classroom
   autograding: one step per lesson running its visible tests).
 
-Nothing else: no ``.git``, caches, notebooks, nbgrader sources or instructor docs.
-:func:`secret_lines` and :func:`find_leaks` are the check that the release holds no line
-of a solution region or of a hidden grader (used by the tests and by ``--check``).
+Nothing else: no ``.git``, caches, notebooks, nbgrader sources or instructor docs, and
+not the instructor's oracle ``course/llama_reference.py`` (``INSTRUCTOR_ONLY``: a whole
+Llama forward, used by the hidden graders only; the visible tests compare with HF
+transformers, and later lessons take their given layer pieces from ``course.hf_layers``).
+
+:func:`check_release` refuses a release that gives answers away (used by ``cmd_release``
+and the tests): :func:`find_leaks`, a line of a solution region or of a hidden grader in
+any file; :func:`find_implementations`, a function outside ``exercises/`` named like a
+graded function, or any function holding most of a graded solution region's code;
+:func:`find_missing_imports`, a course module imported that the release left out.
 """
 
 from __future__ import annotations
 
+import ast
+import io
 import json
+import keyword
 import re
 import shutil
+import textwrap
+import tokenize
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import sync
@@ -38,6 +52,11 @@ from .run import REPO_ROOT, GradingError, available_lessons
 
 TEMPLATE = Path(__file__).resolve().parent / "release_template"
 COPIED = ("learning", "course", "hardware_fixtures")
+# The instructor's internal oracle: a whole Llama forward, the answer to lesson 01 and most of
+# lesson 03. Only the hidden graders use it; nothing the release ships may import it.
+INSTRUCTOR_ONLY = ("course/llama_reference.py",)
+# The learner's side of autograder/: the tests' --impl plugin and the self-check.
+LEARNER_MODULES = ("pytest_impl.py", "selfcheck.py")
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info",
                                  ".pytest_cache", ".hypothesis")
 _LESSON = re.compile(r"lesson\d\d$")
@@ -108,13 +127,18 @@ def build_release(out: Path, course_root: Path = REPO_ROOT, lessons: list[str] |
     for lesson in lessons:
         shutil.copytree(course_root / "exercises" / lesson, out / "exercises" / lesson,
                         ignore=_IGNORE)
+    def ignore(folder, names):
+        rel = Path(folder).relative_to(course_root)
+        return set(_IGNORE(folder, names)) | {n for n in names
+                                              if (rel / n).as_posix() in INSTRUCTOR_ONLY}
+
     for name in COPIED:
         if (course_root / name).is_dir():
-            shutil.copytree(course_root / name, out / name, ignore=_IGNORE)
+            shutil.copytree(course_root / name, out / name, ignore=ignore)
     (out / "autograder").mkdir()
     shutil.copyfile(TEMPLATE / "autograder_init.py", out / "autograder" / "__init__.py")
-    shutil.copyfile(course_root / "autograder" / "pytest_impl.py",
-                    out / "autograder" / "pytest_impl.py")
+    for name in LEARNER_MODULES:
+        shutil.copyfile(course_root / "autograder" / name, out / "autograder" / name)
     readme = (TEMPLATE / "README.md").read_text().replace(
         "{lessons}", ", ".join(str(int(lesson[6:])) for lesson in lessons))
     (out / "README.md").write_text(readme)
@@ -187,12 +211,16 @@ def hidden_lines(course_root: Path = REPO_ROOT) -> dict[str, str]:
 
 
 def public_text(course_root: Path = REPO_ROOT) -> str:
-    """What is public by design: the generated stubs and visible tests, the shared helpers."""
+    """What is public by design: the generated stubs and visible tests, the shared helpers
+    (not the instructor-only ones) and the learner's modules of ``autograder/``."""
+    paths = [path for folder in ("exercises", "course", "hardware_fixtures")
+             for path in sorted((course_root / folder).rglob("*"))
+             if path.is_file() and path.suffix in (".py", ".toml")
+             and path.relative_to(course_root).as_posix() not in INSTRUCTOR_ONLY]
+    paths += [course_root / "autograder" / name for name in LEARNER_MODULES]
     parts = []
-    for folder in ("exercises", "course", "hardware_fixtures"):
-        for path in sorted((course_root / folder).rglob("*")):
-            if path.is_file() and path.suffix in (".py", ".toml"):
-                parts.extend(normalize(x) for x in path.read_text(errors="replace").splitlines())
+    for path in paths:
+        parts.extend(normalize(x) for x in path.read_text(errors="replace").splitlines())
     return "\n".join(parts)
 
 
@@ -244,20 +272,219 @@ def find_leaks(release: Path, course_root: Path = REPO_ROOT) -> list[str]:
     return leaks
 
 
+# -- implementations of graded functions -------------------------------------------------------
+#
+# The line check above misses code written another way: the course's own internal oracle
+# (``course/llama_reference.py``, a whole Llama forward) once shipped in ``course/`` with other
+# variable names and keyword arguments. Two more checks look at every Python file of the
+# release: a function outside ``exercises/`` named like a graded function is refused (a given
+# helper needs a name of its own), and a function anywhere whose code holds most of a graded
+# solution region, names of variables aside, is refused.
+
+SHINGLE = 5  # tokens per shingle of the code comparison
+MIN_SHINGLES = 12  # smaller solution regions (a formula of a line or two) are left to the line check
+MAX_COVERED = 0.6  # a function holding this share of a region's shingles implements it
+# Given code that the check flags and a maintainer has read and kept, with the reason:
+# (release file, function, graded function) -> why it may ship. Keep this short.
+REVIEWED = {
+    ("exercises/lesson12/batcher.py", "StaticBatcher.step", "ContinuousBatcher.step"):
+        "the static batcher is the lesson's given baseline; it shares the admission and "
+        "decode loops with the continuous one, whose graded part is admitting while others "
+        "run (can_admit) and retiring every step",
+}
+
+
+@dataclass(frozen=True)
+class GradedFunction:
+    """A function of ``solutions/`` with a solution region: what the learner writes."""
+
+    where: str  # solutions/lessonNN/file.py:line
+    qualname: str  # ``rms_norm`` or ``KVCache.append``
+    shingles: frozenset
+
+
+def _code_tokens(source: str) -> list[str]:
+    """The tokens of some Python code with every name that is not an attribute replaced by
+    ``NAME`` (renaming variables changes nothing) and comments, docstrings, line structure
+    and keyword-argument spelling left out."""
+    tokens: list[str] = []
+    try:
+        stream = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return tokens
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+            tokenize.ENDMARKER, tokenize.ENCODING}
+    previous = None
+    for tok in stream:
+        if tok.type in skip:
+            previous = tok
+            continue
+        if tok.type == tokenize.STRING and (previous is None or previous.type in
+                                            (tokenize.NEWLINE, tokenize.INDENT, tokenize.NL,
+                                             tokenize.DEDENT)):
+            previous = tok  # a docstring or a bare string statement
+            continue
+        text = tok.string
+        if tok.type == tokenize.NAME and not keyword.iskeyword(text):
+            after_dot = bool(tokens) and tokens[-1] == "."
+            text = text if after_dot else "NAME"
+        if text == "=" and tokens and tokens[-1] == "NAME" and len(tokens) > 1 \
+                and tokens[-2] in ("(", ","):
+            tokens.pop()  # f(x, dim=-1) and f(x, -1) read the same
+            previous = tok
+            continue
+        tokens.append(text)
+        previous = tok
+    return tokens
+
+
+def _shingles(tokens: list[str]) -> frozenset:
+    return frozenset(tuple(tokens[i:i + SHINGLE]) for i in range(len(tokens) - SHINGLE + 1))
+
+
+def _functions(tree: ast.AST):
+    """(qualified name, node) of every function and method, nested ones included."""
+    def walk(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield prefix + child.name, child
+                yield from walk(child, prefix + child.name + ".")
+            elif isinstance(child, ast.ClassDef):
+                yield from walk(child, prefix + child.name + ".")
+            else:
+                yield from walk(child, prefix)
+    yield from walk(tree, "")
+
+
+def graded_functions(course_root: Path = REPO_ROOT) -> list[GradedFunction]:
+    """Every function of ``solutions/lessonNN/*.py`` (tests aside) holding a solution region,
+    with the shingles of its region's code."""
+    found = []
+    for path in sorted((course_root / "solutions").glob("lesson*/*.py")):
+        if path.name.startswith("test_"):
+            continue
+        text = path.read_text(errors="replace")
+        lines = text.splitlines()
+        regions, start = [], None
+        for number, raw in enumerate(lines, 1):
+            if _BEGIN in raw:
+                start = number
+            elif _END in raw and start is not None:
+                regions.append((start, number))
+                start = None
+        if not regions:
+            continue
+        for qualname, node in _functions(ast.parse(text)):
+            inner = [(a, b) for a, b in regions if node.lineno < a <= node.end_lineno]
+            if not inner or any(child for child in ast.walk(node) if child is not node
+                                and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+                                and any(child.lineno < a <= child.end_lineno
+                                        for a, b in inner)):
+                continue  # no region, or the region belongs to a nested function
+            code = "\n".join(textwrap.dedent("\n".join(
+                line for line in lines[a:b - 1] if not line.strip().startswith("# hint:")))
+                for a, b in inner)
+            found.append(GradedFunction(f"{path.relative_to(course_root)}:{node.lineno}",
+                                        qualname, _shingles(_code_tokens(code))))
+    return found
+
+
+def find_implementations(release: Path, course_root: Path = REPO_ROOT) -> list[str]:
+    """Functions of the release that implement a graded function: named like one outside
+    ``exercises/``, or holding most of the code of its solution region."""
+    graded = graded_functions(course_root)
+    names = {g.qualname: g.where for g in graded}
+    regions = [g for g in graded if len(g.shingles) >= MIN_SHINGLES]
+    found = []
+    for path in sorted(Path(release).rglob("*.py")):
+        rel = path.relative_to(release)
+        text = path.read_text(errors="replace")
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        lines = text.splitlines()
+        for qualname, node in _functions(tree):
+            if rel.parts[0] != "exercises" and qualname in names:
+                found.append(f"{rel}:{node.lineno} defines {qualname}, the name of the graded "
+                             f"function {names[qualname]}")
+            body = textwrap.dedent("\n".join(lines[node.lineno - 1:node.end_lineno]))
+            shingles = _shingles(_code_tokens(body))
+            for g in regions:
+                covered = len(g.shingles & shingles) / len(g.shingles)
+                if covered >= MAX_COVERED and (rel.as_posix(), qualname,
+                                               g.qualname) not in REVIEWED:
+                    found.append(f"{rel}:{node.lineno} {qualname} holds {covered:.0%} of the "
+                                 f"solution of {g.qualname} ({g.where})")
+    return found
+
+
+def find_missing_imports(release: Path) -> list[str]:
+    """Imports of the course's own packages that the release does not hold (a module left out
+    of the release, such as the instructor's oracle, must not be needed there)."""
+    release = Path(release)
+    own = ("course", "autograder", "hardware_fixtures", "exercises")
+    missing = []
+    for path in sorted(release.rglob("*.py")):
+        try:
+            tree = ast.parse(path.read_text(errors="replace"))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+                modules += [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            else:
+                continue
+            for module in modules:
+                parts = module.split(".")
+                if parts[0] not in own:
+                    continue
+                base = release.joinpath(*parts)
+                if not (base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()):
+                    init = base.parent / "__init__.py"
+                    if module != modules[0] and (base.parent.with_suffix(".py").is_file() or (
+                            init.is_file() and re.search(rf"\b{parts[-1]}\b",
+                                                         init.read_text(errors="replace")))):
+                        continue  # ``from course.x import name``: a name, not a module
+                    missing.append(f"{path.relative_to(release)}:{node.lineno} imports "
+                                   f"{module}, which the release does not hold")
+                    break  # its names are missing with it
+    return missing
+
+
+def check_release(release: Path, course_root: Path = REPO_ROOT) -> list[str]:
+    """Everything that must stop a release: leaked lines, implementations of graded
+    functions, imports of modules left out."""
+    return (find_leaks(release, course_root) + find_implementations(release, course_root)
+            + find_missing_imports(release))
+
+
+def write_release(out: Path, course_root: Path = REPO_ROOT, lessons: list[str] | None = None,
+                  check_sync: bool = True) -> list[Path]:
+    """``build_release``, then ``check_release``: a release that gives answers away (or
+    imports a module it left out) is deleted again and refused with the reasons."""
+    files = build_release(out, course_root, lessons, check_sync)
+    problems = check_release(out, course_root)
+    if problems:
+        shutil.rmtree(out)
+        raise GradingError("the release would give answers away or miss a module "
+                           "(nothing written):\n" + "\n".join(problems[:20]))
+    return files
+
+
 def cmd_release(args) -> int:
     out = Path(args.out)
     lessons = None
     if args.lesson:
         lessons = [f"lesson{int(v.strip().removeprefix('lesson')):02d}"
                    for value in args.lesson for v in value.split(",")]
-    files = build_release(out, lessons=lessons, check_sync=not args.no_sync_check)
-    leaks = find_leaks(out)
-    if leaks:
-        shutil.rmtree(out)
-        raise GradingError("the release would contain solution or hidden-grader code "
-                           "(nothing written):\n" + "\n".join(leaks[:20]))
+    files = write_release(out, lessons=lessons, check_sync=not args.no_sync_check)
     print(f"wrote {len(files)} files to {out}; no line of a solution region or of a hidden "
-          "grader appears in them.")
+          "grader appears in them, no function implements a graded one, and every course "
+          "module they import is there.")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Lessons 03 (prefill and decode steps) and 04 (a preallocated cache) have the learner write the
 cache plumbing; the projections, RoPE and the causal attention over "cached keys first, new
-keys last" are given here, once, for both.
+keys last" are given here, once, for both (RoPE through ``course.hf_layers``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from course.config import LlamaConfig
-from course.llama_reference import apply_rope
+from course.hf_layers import hf_apply_rope
 
 Weights = dict[str, torch.Tensor]
 
@@ -23,7 +23,7 @@ def project_qkv(w: Weights, p: str, cfg: LlamaConfig, h: torch.Tensor, cos: torc
     Args:
         w, p: the weights and the layer's prefix, e.g. ``"model.layers.3.self_attn."``.
         h: ``[B, T, d_model]``, the normalised hidden states of the T new tokens.
-        cos, sin: ``[T, d_head]`` from ``rope_cos_sin(cfg, positions)`` at the tokens'
+        cos, sin: ``[T, d_head]`` from ``hf_rope_cos_sin(cfg, positions)`` at the tokens'
             ABSOLUTE positions (a decode token after 10 cached ones sits at position 10).
     Returns:
         q ``[B, n_heads, T, d_head]``, k and v ``[B, n_kv_heads, T, d_head]``.
@@ -33,8 +33,8 @@ def project_qkv(w: Weights, p: str, cfg: LlamaConfig, h: torch.Tensor, cos: torc
     def heads(name: str, n: int) -> torch.Tensor:
         return (h @ w[p + name].T).view(B, T, n, cfg.d_head).transpose(1, 2)
 
-    q = apply_rope(heads("q_proj.weight", cfg.n_heads), cos, sin)
-    k = apply_rope(heads("k_proj.weight", cfg.n_kv_heads), cos, sin)
+    q, k = hf_apply_rope(heads("q_proj.weight", cfg.n_heads),
+                         heads("k_proj.weight", cfg.n_kv_heads), cos, sin)
     return q, k, heads("v_proj.weight", cfg.n_kv_heads)
 
 

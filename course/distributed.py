@@ -103,7 +103,8 @@ def _context():
     # loaded once in the server instead of once per rank. Missing ones are skipped.
     ctx.set_forkserver_preload(["torch", "torch.distributed", "torch.nn.functional", "numpy",
                                 "pytest", "hypothesis", "course.distributed", "course.config",
-                                "course.testing", "course.llama_reference", "course.model"])
+                                "course.testing", "course.llama_reference", "course.model",
+                                "course.hf_layers"])
     _forget_dead_forkserver()
     return ctx
 

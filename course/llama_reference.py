@@ -1,5 +1,12 @@
 """A compact pure-torch Llama forward: the course's internal oracle (not a learner stub).
 
+Instructors only. It is the answer to lesson 01 and most of lesson 03, so ``autograder
+release`` leaves it out (``autograder.release.INSTRUCTOR_ONLY``) and refuses a release in
+which anything imports it. The hidden graders use it; visible tests compare with HF
+transformers (``course.model.hf_model_from_weights``) and the stubs of later lessons take
+their given layer pieces from ``course.hf_layers``. Do not import it from a stub or a
+visible test.
+
 Pre-norm decoder: x += attn(rmsnorm(x)); x += mlp(rmsnorm(x)); logits = lm_head(rmsnorm(x)).
 RoPE uses HF's `rotate_half` layout (channel i pairs with i + d_head/2), attention is causal
 GQA through `scaled_dot_product_attention`, the MLP is SwiGLU: down(silu(gate(x)) * up(x)).

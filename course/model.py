@@ -353,3 +353,54 @@ def _save_plain(model: Any, folder: Path) -> None:
         del config.quantization_config
     config.save_pretrained(folder)
     save_model(model, str(folder / "model.safetensors"))
+
+
+# ----------------------------------------------------------------------------- HF oracle for any weights
+
+
+def hf_config(cfg: LlamaConfig) -> Any:
+    """HF transformers' ``LlamaConfig`` of the same shape as ``cfg`` (a field-name mapping)."""
+    transformers = _require("transformers")
+    if cfg.arch != "llama":
+        raise ValueError(f"{cfg.name} is a '{cfg.arch}' model: its config is for arithmetic only")
+    return transformers.LlamaConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
+        num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.n_kv_heads, head_dim=cfg.d_head,
+        max_position_embeddings=cfg.max_position, rms_norm_eps=cfg.rms_eps,
+        rope_theta=cfg.rope_theta, tie_word_embeddings=cfg.tie_embeddings, hidden_act="silu",
+        attention_bias=False, mlp_bias=False, attn_implementation="eager")
+
+
+def hf_model_from_weights(cfg: LlamaConfig, weights: dict[str, torch.Tensor]) -> Any:
+    """HF transformers' ``LlamaForCausalLM`` of shape ``cfg`` holding a copy of ``weights``.
+
+    The independent oracle for any weights in HF naming (``random_weights`` of a tiny config,
+    say): transformers runs its own Llama code on them. Eager attention (not SDPA, which the
+    lessons use), eval mode, the weights' dtype. ``model(ids).logits`` is ``[B, T, vocab]``.
+    """
+    transformers = _require("transformers")
+    expected = weight_shapes(cfg)
+    missing = sorted(set(expected) - set(weights))
+    if missing:
+        raise ValueError(f"weights have no {missing[0]} (and {len(missing) - 1} more missing) "
+                         f"for {cfg.name}; expected HF transformers' names")
+    dtype = weights["model.embed_tokens.weight"].dtype
+    model = transformers.LlamaForCausalLM(hf_config(cfg)).to(dtype)
+    model.load_state_dict({name: weights[name] for name in expected}, strict=True)
+    return model.eval()
+
+
+@torch.no_grad()
+def hf_forward_with_cache(model: Any, input_ids: torch.Tensor, cache: Any = None) -> tuple[torch.Tensor, Any]:
+    """One forward of an HF causal LM that continues ``cache`` (None: a new sequence).
+
+    Returns ``(logits [B, T, vocab], cache)``; the cache is transformers' own object. The
+    keyword is ``cache`` in recent transformers and ``past_key_values`` before.
+    """
+    import inspect
+
+    key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    out = model(input_ids=input_ids, use_cache=True, **{key: cache})
+    new_cache = getattr(out, "past_key_values", None)
+    return out.logits, new_cache if new_cache is not None else getattr(out, "cache")

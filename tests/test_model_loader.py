@@ -131,6 +131,62 @@ def test_reference_matches_hf_on_tiny_random_config():
         assert torch.equal(greedy_generate(weights, cfg, ids, 6), want_ids), cfg.name
 
 
+@pytest.mark.parametrize("n_kv_heads,tied", [(2, False), (1, True), (4, False)])
+def test_hf_model_from_weights_equals_the_reference_forward(n_kv_heads, tied):
+    """The visible tests' oracle (HF transformers' Llama holding the course's weights) against
+    the instructor's internal oracle: two independent Llamas, the same logits, with and
+    without a cache."""
+    pytest.importorskip("transformers", reason="the HF oracle needs transformers ('model' extra)")
+    import dataclasses
+
+    cfg = dataclasses.replace(tiny(n_kv_heads=n_kv_heads), tie_embeddings=tied)
+    weights = model.random_weights(cfg, seed=4)
+    ids = torch.randint(0, cfg.vocab_size, (2, 10), generator=torch.Generator().manual_seed(1))
+    hf = model.hf_model_from_weights(cfg, weights)
+    want = llama_forward(weights, cfg, ids)
+    with torch.no_grad():
+        got = hf(ids).logits
+    assert torch.allclose(got, want, atol=LOGIT_ATOL), describe_mismatch(got, want, LOGIT_ATOL)
+    first, cache = model.hf_forward_with_cache(hf, ids[:, :7])
+    rest, cache = model.hf_forward_with_cache(hf, ids[:, 7:], cache)
+    got = torch.cat([first, rest], dim=1)
+    assert torch.allclose(got, want, atol=LOGIT_ATOL), describe_mismatch(got, want, LOGIT_ATOL)
+    with pytest.raises(ValueError, match="no model.norm.weight"):
+        model.hf_model_from_weights(cfg, {k: v for k, v in weights.items() if k != "model.norm.weight"})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_given_layer_pieces_equal_the_reference(dtype):
+    """course.hf_layers (torch's RMSNorm, transformers' RoPE and MLP: the given pieces of
+    lessons 03, 04 and 19) computes what the internal oracle computes, bfloat16 included."""
+    pytest.importorskip("transformers", reason="the given pieces need transformers ('model' extra)")
+    from course import hf_layers
+    from course import llama_reference as ref
+
+    cfg = tiny()
+    w = {k: v.to(dtype) for k, v in model.random_weights(cfg, seed=5).items()}
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 9, cfg.d_model, generator=gen).to(dtype)
+    norm = w["model.layers.0.input_layernorm.weight"]
+    assert torch.equal(hf_layers.hf_rms_norm(x, norm, cfg.rms_eps), ref.rms_norm(x, norm, cfg.rms_eps))
+    positions = torch.arange(5, 14)
+    cos, sin = hf_layers.hf_rope_cos_sin(cfg, positions)
+    want_cos, want_sin = ref.rope_cos_sin(cfg, positions)
+    assert cos.dtype == torch.float32 and cos.shape == (9, cfg.d_head)
+    assert torch.allclose(cos, want_cos, atol=1e-6) and torch.allclose(sin, want_sin, atol=1e-6)
+    q = torch.randn(2, cfg.n_heads, 9, cfg.d_head, generator=gen).to(dtype)
+    k = torch.randn(2, cfg.n_kv_heads, 9, cfg.d_head, generator=gen).to(dtype)
+    got_q, got_k = hf_layers.hf_apply_rope(q, k, cos.to(dtype), sin.to(dtype))
+    want_q = ref.apply_rope(q, want_cos.to(dtype), want_sin.to(dtype))
+    want_k = ref.apply_rope(k, want_cos.to(dtype), want_sin.to(dtype))
+    assert got_q.dtype == dtype and torch.equal(got_q, want_q) and torch.equal(got_k, want_k)
+    got = hf_layers.hf_mlp(w, "model.layers.1.mlp.", x)
+    want = ref.mlp(w, "model.layers.1.mlp.", x)
+    assert got.dtype == dtype and torch.allclose(got.float(), want.float(), atol=1e-5)
+    with pytest.raises(ValueError, match="must be \\[T=9"):
+        hf_layers.hf_apply_rope(q, k, cos[:4], sin[:4])
+
+
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     target = tmp_path / "nested" / "cache"
     monkeypatch.setenv("COURSE_CACHE_DIR", str(target))

@@ -7,7 +7,10 @@ take minutes). A ``.pth`` line only adds a folder to ``sys.path``: the course's 
 install (a finder registered by a ``.pth`` file of that folder) is not processed, so
 ``autograder``, ``course`` and ``exercises`` can only come from the release. The release is
 then installed with pip (``-e``, no index, no dependencies), which also checks its
-pyproject, and ``pytest exercises/lesson12`` runs there from the release folder.
+pyproject, and the learner's commands of its README run there from the release folder:
+``pytest exercises/lesson12`` and the self-check ``python -m autograder.selfcheck`` (on the
+stubs, and on solved copies of lessons 01-04, whose visible tests use HF transformers as the
+oracle and whose later stubs use the given pieces of ``course.hf_layers``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,11 @@ def test_release_holds_what_learners_need_and_nothing_else(built):
     assert top == {"exercises", "learning", "course", "hardware_fixtures", "autograder",
                    "README.md", "pyproject.toml", ".gitignore", ".github"}, top
     assert {p.name for p in (built / "autograder").iterdir()} == {"__init__.py",
-                                                                  "pytest_impl.py"}
+                                                                  "pytest_impl.py",
+                                                                  "selfcheck.py"}
+    assert not (built / "course" / "llama_reference.py").exists(), "the instructor's oracle"
+    assert {p.name for p in (built / "course").glob("*.py")} == {
+        p.name for p in (ROOT / "course").glob("*.py")} - {"llama_reference.py"}
     assert [p.relative_to(built).as_posix() for p in (built / ".github").rglob("*")
             if p.is_file()] == [".github/workflows/classroom.yml"]
     lessons = sorted(p.name for p in (ROOT / "exercises").iterdir()
@@ -58,6 +65,67 @@ def test_release_contains_no_solution_or_hidden_grader_line(built):
     assert any("autograder/hidden/lesson12" in w for w in secrets.values())
     leaks = release.find_leaks(built)
     assert not leaks, "the release leaks:\n" + "\n".join(leaks[:20])
+
+
+def test_release_holds_no_implementation_of_a_graded_function(built, monkeypatch):
+    graded = release.graded_functions()
+    names = {g.qualname for g in graded}
+    assert {"rms_norm", "apply_rope", "llama_forward", "run_layers", "KVCache.append",
+            "ContinuousBatcher.step"} <= names, sorted(names)
+    assert not release.find_implementations(built)
+    assert not release.find_missing_imports(built)
+    assert not release.check_release(built)
+    # every reviewed exception is still needed (a stale one would hide a future finding)
+    reviewed = set(release.REVIEWED)
+    monkeypatch.setattr(release, "REVIEWED", {})
+    flagged = {(line.split(":")[0], line.split()[1],
+                line.split(" of the solution of ")[1].split()[0])
+               for line in release.find_implementations(built)}
+    assert flagged == reviewed, flagged
+
+
+def test_release_refuses_an_oracle_planted_in_course(tmp_path):
+    """A copy of the course with a Llama forward in ``course/`` under another file name (the
+    way ``course/llama_reference.py`` once shipped): the release is refused, and names the
+    functions it implements."""
+    course = tmp_path / "course-copy"
+    for name in ("exercises", "solutions", "course", "learning", "hardware_fixtures",
+                 "autograder"):
+        shutil.copytree(ROOT / name, course / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(ROOT / "pyproject.toml", course / "pyproject.toml")
+    oracle = (ROOT / "course" / "llama_reference.py").read_text()
+    (course / "course" / "forward_helpers.py").write_text(oracle)
+    # the same code with every function renamed: only the code comparison can see it
+    renamed = oracle
+    for name in ("rms_norm", "rope_cos_sin", "apply_rope", "llama_forward", "greedy_generate"):
+        renamed = renamed.replace(name, f"given_{name}")
+    (course / "course" / "renamed.py").write_text(renamed)
+    out = tmp_path / "out"
+    with pytest.raises(release.GradingError, match="give answers away") as refused:
+        release.write_release(out, course_root=course, check_sync=False)
+    message = str(refused.value)
+    assert not out.exists(), "a refused release must not stay on disk"
+    for name in ("rms_norm", "apply_rope", "llama_forward"):
+        assert "course/forward_helpers.py:" in message and f"defines {name}," in message, message
+    assert "course/renamed.py" in message and "of the solution of llama_forward" in message, \
+        message
+    again = tmp_path / "again"
+    release.build_release(again, course, check_sync=False)
+    found = release.find_implementations(again, course)
+    renamed_hits = {line.split()[1] for line in found if line.startswith("course/renamed.py")}
+    assert {"given_rms_norm", "given_apply_rope", "given_llama_forward",
+            "given_greedy_generate"} <= renamed_hits, found
+
+
+def test_release_refuses_a_stub_that_imports_a_module_left_out(built, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    stub = copy / "exercises" / "lesson03" / "phases.py"
+    stub.write_text("from course.llama_reference import mlp  # noqa: F401\n" + stub.read_text())
+    missing = release.find_missing_imports(copy)
+    assert missing == ["exercises/lesson03/phases.py:1 imports course.llama_reference, which "
+                       "the release does not hold"], missing
 
 
 def test_leak_check_finds_a_planted_solution_whatever_the_file_type(built, tmp_path):
@@ -138,3 +206,32 @@ def test_release_installs_alone_and_its_stubs_fail_cleanly(built, tmp_path):
     assert visible and "NotImplementedError: lesson12:" in out
     assert "error" not in out.splitlines()[-1], "a test module failed to import:\n" + out[-3000:]
     assert str(ROOT) not in out, "the run touched the course repository"
+
+    # The learner's self-check, as the README and the lesson texts give it: the stubs score
+    # zero with the reason of each failure ...
+    check = subprocess.run([str(python), "-m", "autograder.selfcheck", "--lesson", "12"],
+                           cwd=repo, capture_output=True, text=True, env=clean, timeout=300)
+    out = check.stdout + check.stderr
+    assert check.returncode == 1, out[-3000:]
+    tests = len([line for line in proc.stdout.splitlines() if line.startswith("FAILED")]) or None
+    row = next(line.split() for line in check.stdout.splitlines() if line.startswith("lesson12"))
+    assert row[1] == "0" and row[-1] == f"0/{row[2]}" and int(row[2]) > 0, out[-3000:]
+    assert tests in (None, int(row[2])), (tests, row)
+    assert "NotImplementedError: lesson12:" in out and str(ROOT) not in out, out[-3000:]
+    # ... and solved lessons 01-04 get full points: their visible tests compare with HF
+    # transformers, and lessons 03 and 04 run on the given pieces of course.hf_layers, none
+    # of which may need the instructor's oracle (which the release does not hold).
+    mine = tmp_path / "mine"
+    for lesson in ("lesson01", "lesson02", "lesson03", "lesson04"):
+        shutil.copytree(ROOT / "solutions" / lesson, mine / lesson,
+                        ignore=shutil.ignore_patterns("test_*", "__pycache__"))
+    solved = subprocess.run([str(python), "-m", "autograder.selfcheck", "--lesson", "1,2,3,4",
+                             "--impl", str(mine)], cwd=repo, capture_output=True, text=True,
+                            env=clean, timeout=600)
+    out = solved.stdout + solved.stderr
+    assert solved.returncode == 0, out[-3000:]
+    rows = {line.split()[0]: line.split() for line in solved.stdout.splitlines()
+            if line.startswith(("lesson", "total"))}
+    for lesson in ("lesson01", "lesson02", "lesson03", "lesson04"):
+        passed, failed, points = rows[lesson][1], rows[lesson][2], rows[lesson][-1]
+        assert int(passed) > 0 and failed == "0" and points == f"{passed}/{passed}", out[-3000:]

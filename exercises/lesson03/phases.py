@@ -3,11 +3,11 @@
 Prefill runs the whole prompt through the model in one forward pass and keeps every layer's
 keys and values; decode then runs ONE new token per step, attending over the cached keys and
 values plus its own. The cache is a list with one ``(k, v)`` pair per layer, each
-``[batch, n_kv_heads, cached_tokens, d_head]`` (the layout of ``course.llama_reference``).
+``[batch, n_kv_heads, cached_tokens, d_head]`` (the layout of HF transformers' Llama).
 
 Invariant: prefill of ``ids[:, :T]`` followed by decode steps of ``ids[:, T]``, ``ids[:, T+1]``,
 ... gives, at every step, the logits that a full forward of the whole sequence gives at that
-position (``course.llama_reference.llama_forward``), up to float rounding.
+position (HF transformers' ``LlamaForCausalLM`` on the same weights), up to float rounding.
 
 Read: learning/lesson03.md#one-forward-two-phases
 """
@@ -18,7 +18,7 @@ import torch
 
 from course.config import LlamaConfig
 from course.cached_attention import attend, project_qkv
-from course.llama_reference import mlp, rms_norm, rope_cos_sin
+from course.hf_layers import hf_mlp, hf_rms_norm, hf_rope_cos_sin
 
 Weights = dict[str, torch.Tensor]
 Cache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (k, v): [B, n_kv_heads, S, d_head]
@@ -26,7 +26,8 @@ Cache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (k, v): [B, n_kv_he
 
 # ----------------------------------------------------------------------------- given helpers
 # project_qkv and attend (the projections, RoPE and causal attention over cached-then-new
-# keys) come from course.cached_attention.
+# keys) come from course.cached_attention; hf_rms_norm, hf_rope_cos_sin and hf_mlp (the
+# layer's other pieces, from torch and HF transformers) from course.hf_layers.
 
 
 
@@ -66,10 +67,10 @@ def run_layers(weights: Weights, cfg: LlamaConfig, input_ids: torch.Tensor,
         Every new tensor lives on ``input_ids``' device (build positions there too).
 
     The new tokens sit at positions ``S .. S + T - 1``: RoPE must rotate them by those
-    angles, not from 0. Per layer: ``h = rms_norm(x, input_layernorm)``, ``project_qkv``,
+    angles, not from 0. Per layer: ``h = hf_rms_norm(x, input_layernorm)``, ``project_qkv``,
     join the cached k/v with the new ones, ``x += attend(...)``, then
-    ``x += mlp(w, p + "mlp.", rms_norm(x, post_attention_layernorm))``. About 15 lines;
-    ``course.llama_reference.llama_forward`` is the same loop with an in-place cache.
+    ``x += hf_mlp(w, p + "mlp.", hf_rms_norm(x, post_attention_layernorm))``. About 15 lines;
+    your lesson 01 ``llama_forward`` is the same loop with no cache.
 
     Read: learning/lesson03.md#one-forward-two-phases
     """

@@ -14,9 +14,8 @@ from __future__ import annotations
 import torch
 
 from course.config import LlamaConfig
-from course.llama_reference import mlp, rms_norm, rope_cos_sin
-
 from course.cached_attention import attend, project_qkv
+from course.hf_layers import hf_mlp, hf_rms_norm, hf_rope_cos_sin
 
 from .kv_cache import KVCache
 
@@ -30,9 +29,9 @@ def forward_cached(weights: Weights, cfg: LlamaConfig, input_ids: torch.Tensor,
     """Run T new tokens after the ``cache.length(0)`` tokens the cache holds; return the
     next-token logits ``[B, vocab_size]`` (last position only), in the weights' dtype.
 
-    Per layer: normalise, ``project_qkv`` at positions ``n .. n + T - 1`` (n = tokens cached
-    before this call), ``cache.append`` the new k and v, ``attend`` over ``cache.get(layer)``,
-    then the MLP block. Finally the last position through ``model.norm`` and ``lm_head``.
+    Per layer: normalise (``hf_rms_norm``), ``project_qkv`` at positions ``n .. n + T - 1``
+    (n = tokens cached before this call; tables from ``hf_rope_cos_sin``), ``cache.append``
+    the new k and v, ``attend`` over ``cache.get(layer)``, then the MLP block (``hf_mlp``). Finally the last position through ``model.norm`` and ``lm_head``.
     About 15 lines. Works for a prompt (T tokens, empty cache) and a decode step (T = 1).
 
     Read: learning/lesson04.md#why-the-cache-pays

@@ -8,8 +8,8 @@ reads KV head ``h // group``. ``n_kv_heads == n_heads`` is multi-head attention 
 
 Causal convention (decode with a cache): the ``T`` queries are the LAST ``T`` of the ``S``
 positions, so query ``t`` sits at absolute position ``S - T + t`` and sees keys
-``0 .. S - T + t``. This is "bottom-right" alignment (the llama_reference forward, FlashAttention
-2.1+). Note that ``F.scaled_dot_product_attention(..., is_causal=True)`` aligns top-left when
+``0 .. S - T + t``. This is "bottom-right" alignment (HF transformers' Llama with a cache,
+FlashAttention 2.1+). Note that ``F.scaled_dot_product_attention(..., is_causal=True)`` aligns top-left when
 ``T != S``, which is wrong for decode.
 
 Read: learning/lesson05.md#grouped-query-attention-without-copies

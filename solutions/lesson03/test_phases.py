@@ -3,12 +3,17 @@
 import torch
 
 from course.config import tiny
-from course.llama_reference import llama_forward
-from course.model import random_weights
+from course.model import hf_model_from_weights, random_weights
 from course.testing import assert_close
 from exercises.lesson03.phases import decode_step, prefill, run_layers
 
-REFERENCE = "a full forward of the whole sequence (course.llama_reference.llama_forward)"
+REFERENCE = "a full forward of the whole sequence (HF transformers' LlamaForCausalLM)"
+
+
+@torch.no_grad()
+def llama_forward(weights, cfg, ids):
+    """Logits [B, T, vocab] of the whole sequence, no cache: the independent oracle."""
+    return hf_model_from_weights(cfg, weights)(input_ids=ids, use_cache=False).logits
 
 
 def test_run_layers_returns_hidden_and_a_full_cache():

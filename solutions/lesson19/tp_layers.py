@@ -23,7 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from course.config import LlamaConfig
-from course.llama_reference import apply_rope, rms_norm
+from course.hf_layers import hf_apply_rope, hf_rms_norm
 
 
 def tp_mlp_forward(x: torch.Tensor, gate_shard: torch.Tensor, up_shard: torch.Tensor,
@@ -69,8 +69,8 @@ def tp_attention_forward(x: torch.Tensor, wq_shard: torch.Tensor, wk_shard: torc
         wk_shard, wv_shard: ``[n_kv * d_head, d_model]``, the KV heads those queries read.
         wo_shard: ``[d_model, n_q * d_head]``, the matching columns of o_proj.
         d_head: channels per head.
-        cos, sin: ``[seq, d_head]`` RoPE tables (``course.llama_reference.rope_cos_sin``),
-            applied to q and k with ``apply_rope``; None: no RoPE.
+        cos, sin: ``[seq, d_head]`` RoPE tables (``course.hf_layers.hf_rope_cos_sin``),
+            applied to q and k with ``q, k = hf_apply_rope(q, k, cos, sin)``; None: no RoPE.
     Returns:
         ``[batch, seq, d_model]``: the unsharded attention block's output on every rank.
 
@@ -96,7 +96,7 @@ def tp_attention_forward(x: torch.Tensor, wq_shard: torch.Tensor, wk_shard: torc
 
     q, k, v = heads(wq_shard), heads(wk_shard), heads(wv_shard)
     if cos is not None:
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = hf_apply_rope(q, k, cos, sin)
     out = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                          enable_gqa=q.shape[1] != k.shape[1])
     partial = out.transpose(1, 2).reshape(batch, seq, -1) @ wo_shard.T
@@ -139,8 +139,8 @@ def tp_decoder_layer(x: torch.Tensor, shards: dict[str, torch.Tensor], cfg: Llam
 
     Given code: ``x + attn(rmsnorm(x))``, then ``+ mlp(rmsnorm(.))``, with your two blocks.
     """
-    h = rms_norm(x, shards["input_norm"], cfg.rms_eps)
+    h = hf_rms_norm(x, shards["input_norm"], cfg.rms_eps)
     x = x + tp_attention_forward(h, shards["q"], shards["k"], shards["v"], shards["o"],
                                  cfg.d_head, cos, sin, group)
-    h = rms_norm(x, shards["post_norm"], cfg.rms_eps)
+    h = hf_rms_norm(x, shards["post_norm"], cfg.rms_eps)
     return x + tp_mlp_forward(h, shards["gate"], shards["up"], shards["down"], group)

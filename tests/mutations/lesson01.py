@@ -77,6 +77,11 @@ MUTATIONS = [
              "import torch\n\nfrom course.llama_reference import rms_norm as _rms_norm  # noqa: F401\n",
              (FWD + "test_submission_does_not_import_the_reference_forward",
               FWD + "test_rope_equals_complex_rotation"), kind="contract"),
+    Mutation("RMSNorm and RoPE taken from the given pieces of later lessons", "lesson01",
+             "layers.py", "import torch\n",
+             "import torch\n\nfrom course.hf_layers import hf_apply_rope as _rope  # noqa: F401\n",
+             (FWD + "test_submission_does_not_import_the_reference_forward",
+              FWD + "test_rms_norm_equals_torch"), kind="contract"),
     # Added for issue 9: one planted bug per class of learner mistake.
     Mutation("RMSNorm squares in float16 (no float32 upcast)", "lesson01", "layers.py",
              "    x32 = x.float()\n", "    x32 = x\n",

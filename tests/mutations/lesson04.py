@@ -55,9 +55,9 @@ MUTATIONS = [
              "    start = cache.length(0)\n", "    start = 0\n",
              (COST + "test_generation_equals_the_reference", COST + "test_real_model_generation")),
     Mutation("logits for every prompt position", "lesson04", "decode.py",
-             "    last = rms_norm(x[:, -1], weights[\"model.norm.weight\"], cfg.rms_eps)\n"
+             "    last = hf_rms_norm(x[:, -1], weights[\"model.norm.weight\"], cfg.rms_eps)\n"
              "    return last @ weights[\"lm_head.weight\"].T",
-             "    last = rms_norm(x, weights[\"model.norm.weight\"], cfg.rms_eps)\n"
+             "    last = hf_rms_norm(x, weights[\"model.norm.weight\"], cfg.rms_eps)\n"
              "    return (last @ weights[\"lm_head.weight\"].T)[:, -1]",
              (COST + "test_forward_cached_flops_match_the_formula",), kind="cost"),
     Mutation("every step re-runs the whole sequence", "lesson04", "decode.py",

@@ -26,7 +26,10 @@ from course.testing import assert_close
 from exercises.lesson01.forward import decoder_layer, layer_weights, llama_forward
 from exercises.lesson01.layers import apply_rope, rms_norm, rope_cos_sin
 
-FORBIDDEN = ("course.llama_reference", "course.model", "transformers")
+# The course's oracle, its model code, HF transformers, and the given layer pieces of later
+# lessons (course.hf_layers and course.cached_attention wrap transformers' RMSNorm and RoPE).
+FORBIDDEN = ("course.llama_reference", "course.model", "course.hf_layers",
+             "course.cached_attention", "transformers")
 MESSAGE = "lesson 01 asks you to write these yourself"
 
 
@@ -62,7 +65,8 @@ def check_written_by_learner() -> None:
 @pytest.mark.points(1)
 def test_submission_does_not_import_the_reference_forward():
     """Bug (integrity): rms_norm, apply_rope or llama_forward re-exported from
-    course.llama_reference (the course's internal oracle) or from HF transformers. The point
+    course.llama_reference (the course's internal oracle), from HF transformers or from the
+    given pieces of later lessons (course.hf_layers, course.cached_attention). The point
     is for a forward pass written by the learner, so it also has to run."""
     check_written_by_learner()
     cfg = tiny(n_layers=1)
