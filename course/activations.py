@@ -2,9 +2,10 @@
 
 Post-training quantization (lesson 16: SmoothQuant, AWQ) needs, for each linear layer
 ``y = x @ w.T`` with ``w: [d_out, d_in]``, the activations ``x: [tokens, d_in]`` that reach it.
-``linear_inputs`` runs `course.llama_reference.llama_forward` once and records them, so no
-learner has to rewrite the forward pass to get them. ``next_token_loss`` measures a set of
-(possibly quantized) weights on a token sequence.
+``linear_inputs`` runs HF transformers' Llama on the weights once
+(``course.model.hf_model_from_weights``) and records them with forward hooks, so no learner has to
+rewrite the forward pass to get them. ``next_token_loss`` measures a set of (possibly quantized)
+weights on a token sequence, with the same independent model.
 
 Invariant: recording changes nothing; the logits of the recorded forward are those of a plain
 one, and ``linear_inputs(...)[name] @ weights[name].T`` is that layer's output in the forward.
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
 from course.config import LlamaConfig
+from course.model import hf_model_from_weights
 
 # The seven linear layers of one Llama block, in HF naming (weights are [d_out, d_in]).
 LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -27,25 +28,6 @@ def linear_weight_names(cfg: LlamaConfig) -> list[str]:
     """The weight names of every linear layer of every block (7 x n_layers; no embedding or
     lm_head), e.g. ``'model.layers.0.self_attn.q_proj.weight'``."""
     return [f"model.layers.{i}.{n}.weight" for i in range(cfg.n_layers) for n in LINEARS]
-
-
-class _RecordInputs(TorchFunctionMode):
-    """Record the left operand of every matmul whose right operand is one of the named weights
-    (``x @ w.T``: a transpose keeps the weight's data pointer)."""
-
-    def __init__(self, weights: dict[str, torch.Tensor], names: list[str]):
-        super().__init__()
-        self.by_ptr = {weights[n].data_ptr(): n for n in names}
-        self.inputs: dict[str, list[torch.Tensor]] = {n: [] for n in names}
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", "") in ("matmul", "__matmul__") and len(args) == 2:
-            right = args[1]
-            name = self.by_ptr.get(right.data_ptr()) if isinstance(right, torch.Tensor) else None
-            if name is not None:
-                x = args[0].detach()
-                self.inputs[name].append(x.reshape(-1, x.shape[-1]).clone())
-        return func(*args, **(kwargs or {}))
 
 
 @torch.no_grad()
@@ -69,27 +51,33 @@ def linear_inputs(weights: dict[str, torch.Tensor], cfg: LlamaConfig, input_ids:
         acts = linear_inputs(weights, cfg, calibration_ids[None])
         acts["model.layers.0.mlp.gate_proj.weight"].shape   # (tokens, 576)
     """
-    from course.llama_reference import llama_forward
-
     names = linear_weight_names(cfg) if names is None else list(names)
     missing = [n for n in names if n not in weights]
     if missing:
         raise ValueError(f"no weight named {missing[0]!r} ({len(missing)} of {len(names)} names "
                          "missing); names look like 'model.layers.0.mlp.gate_proj.weight'")
-    if len({weights[n].data_ptr() for n in names}) != len(names):
-        raise ValueError("two of the named weights share storage, so their inputs cannot be "
-                         "told apart; pass distinct tensors")
     ids = input_ids[None] if input_ids.dim() == 1 else input_ids
     if ids.dim() != 2 or ids.dtype.is_floating_point:
         raise ValueError(f"input_ids must be int [batch, tokens], got {ids.dtype} "
                          f"{tuple(input_ids.shape)}")
-    recorder = _RecordInputs(weights, names)
-    with recorder:
-        llama_forward(weights, cfg, ids)
-    unseen = [n for n, xs in recorder.inputs.items() if not xs]
+    model = hf_model_from_weights(cfg, weights)
+    inputs: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    modules = dict(model.named_modules())
+    hooks = []
+    for name in names:
+        def record(module, args, name=name):
+            x = args[0].detach()
+            inputs[name].append(x.reshape(-1, x.shape[-1]).clone())
+        hooks.append(modules[name.removesuffix(".weight")].register_forward_pre_hook(record))
+    try:
+        model(input_ids=ids)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    unseen = [n for n, xs in inputs.items() if not xs]
     if unseen:
         raise RuntimeError(f"the forward pass never multiplied by {unseen[0]!r}")
-    return {n: torch.cat(xs) for n, xs in recorder.inputs.items()}
+    return {n: torch.cat(xs) for n, xs in inputs.items()}
 
 
 @torch.no_grad()
@@ -97,11 +85,9 @@ def next_token_loss(weights: dict[str, torch.Tensor], cfg: LlamaConfig,
                     input_ids: torch.Tensor) -> float:
     """Mean cross-entropy (nats per token) of predicting ``input_ids[t + 1]`` from tokens
     ``0..t``, over one sequence ``[tokens]`` or a batch ``[batch, tokens]`` read from position 0."""
-    from course.llama_reference import llama_forward
-
     ids = input_ids[None] if input_ids.dim() == 1 else input_ids
     if ids.dim() != 2 or ids.shape[1] < 2:
         raise ValueError(f"need at least 2 tokens per sequence, got shape {tuple(input_ids.shape)}")
-    logits = llama_forward(weights, cfg, ids)
+    logits = hf_model_from_weights(cfg, weights)(input_ids=ids).logits
     return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
                            ids[:, 1:].reshape(-1)).item()

@@ -32,14 +32,14 @@ def test_inputs_of_every_linear_layer_equal_a_hand_written_forward(setup):
     x2 = x1 + mlp(w, p + "mlp.", h2)
     flat = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731
     for name in ("q_proj", "k_proj", "v_proj"):
-        assert torch.equal(acts[p + f"self_attn.{name}.weight"], flat(h)), name
+        assert torch.allclose(acts[p + f"self_attn.{name}.weight"], flat(h), atol=1e-6), name
     for name in ("gate_proj", "up_proj"):
-        assert torch.equal(acts[p + f"mlp.{name}.weight"], flat(h2)), name
+        assert torch.allclose(acts[p + f"mlp.{name}.weight"], flat(h2), atol=1e-5), name
     gated = F.silu(h2 @ w[p + "mlp.gate_proj.weight"].T) * (h2 @ w[p + "mlp.up_proj.weight"].T)
-    assert torch.allclose(acts[p + "mlp.down_proj.weight"], flat(gated), atol=1e-6)
+    assert torch.allclose(acts[p + "mlp.down_proj.weight"], flat(gated), atol=1e-5)
     assert acts[p + "self_attn.o_proj.weight"].shape == (ids.numel(), cfg.n_heads * cfg.d_head)
     h_next = rms_norm(x2, w["model.layers.1.input_layernorm.weight"], cfg.rms_eps)
-    assert torch.allclose(acts["model.layers.1.self_attn.q_proj.weight"], flat(h_next), atol=1e-6)
+    assert torch.allclose(acts["model.layers.1.self_attn.q_proj.weight"], flat(h_next), atol=1e-5)
 
 
 def test_recording_changes_nothing_and_names_are_checked(setup):
@@ -53,7 +53,7 @@ def test_recording_changes_nothing_and_names_are_checked(setup):
     loss = next_token_loss(w, cfg, ids)
     logits = llama_forward(w, cfg, ids)
     expected = F.cross_entropy(logits[:, :-1].reshape(-1, cfg.vocab_size), ids[:, 1:].reshape(-1))
-    assert loss == pytest.approx(expected.item(), rel=1e-6)
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
 
 
 @pytest.mark.model
