@@ -1,7 +1,9 @@
 """The course's grading engine: run the tests on a submission, score, report.
 
 Modules: ``pytest_impl`` (the --impl redirection, loaded in every test run), ``sync``
-(solutions -> exercises), ``run`` (a supervised child process per submission), ``recorder``
-(the child's event stream), ``report`` (points, tables, JSON, Gradescope) and ``cli``.
+(solutions -> exercises), ``engine`` (a package: a supervised child process per submission,
+one job per module), ``recorder`` (the child's event stream), ``guard`` (tamper detection in
+the child), ``report`` (points, tables, JSON, Gradescope), ``classroom`` (a whole class),
+``shared`` (definitions they share) and ``cli``.
 Hidden graders live in ``autograder/hidden/lessonNN``.
 """

@@ -34,7 +34,7 @@ import tomllib
 from pathlib import Path
 
 from . import sync
-from .run import REPO_ROOT, GradingError, available_lessons
+from .engine import REPO_ROOT, GradingError, available_lessons
 
 TEMPLATE = Path(__file__).resolve().parent / "release_template"
 COPIED = ("learning", "course", "hardware_fixtures")
