@@ -13,8 +13,8 @@ and this plugin decides which file that name resolves to:
 Only modules named ``exercises.lessonNN.<module>`` are redirected. Test modules
 (``test_*``) and ``conftest`` stay where they are, so the tests that run are always the
 course's own, whatever the target. The redirection is a ``sys.meta_path`` finder installed
-when pytest parses its options (``pytest_load_initial_conftests``), before collection
-imports any test module. A module missing from the target raises ``ModuleNotFoundError``
+in ``pytest_configure`` (once the options are parsed), before collection imports any test
+module; ``pytest_load_initial_conftests`` only registers the hypothesis profiles. A module missing from the target raises ``ModuleNotFoundError``
 naming the file it looked for; it never falls back to another implementation.
 
 When grading, the finder also reports each module of the target as its import begins and
