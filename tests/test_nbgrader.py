@@ -254,7 +254,7 @@ def test_nbgrader_end_to_end(tmp_path):
 
 def _run_notebook(cells, tmp_path, monkeypatch):
     env = _jupyter_env(tmp_path / "jupyter")
-    for key in ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR", "JUPYTER_CONFIG_DIR"):
+    for key in ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR", "JUPYTER_CONFIG_DIR", "PYTHONPATH"):
         monkeypatch.setenv(key, env[key])
     nb = nbformat.v4.new_notebook(cells=cells)
     work = tmp_path / "work"
