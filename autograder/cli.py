@@ -96,9 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds one test, or the import of one test module, may run "
                             f"(default {Limits.timeout_s:g})")
     grade.add_argument("--budget", type=float, default=Limits.budget_s, metavar="S",
-                       help="seconds all the tests of one submission may take together; "
-                            "the tests not run by then score zero, with a note "
-                            f"(default {Limits.budget_s:g})")
+                       help="seconds per lesson graded that all the tests of one "
+                            "submission may take together; the tests not run by then score "
+                            f"zero, with a note (default {Limits.budget_s:g})")
     grade.add_argument("--memory-mb", type=int, default=8192, metavar="MB",
                        help="address-space limit of the test process (default 8192)")
     grade.add_argument("--class", dest="class_", action="store_true",

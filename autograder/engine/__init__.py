@@ -15,11 +15,15 @@ Data flow: target folder -> workspace (a private copy) -> pytest in a child -> e
 
 Time limits (``Limits``): generous per-test and per-import limits (300 s each by default,
 about five times what the slowest reference test takes on a busy two-core machine) plus a
-total budget per submission (3600 s). A correct solution a few times slower than the
+total budget per submission (3600 s per lesson graded, so that a whole-course grade on a
+loaded machine stays far inside it). A correct solution a few times slower than the
 reference never reaches them, even beside other graders; a hang is bounded all the same: a
 hang at import costs one limit once per submission module (later children refuse to import
 it), a hang in a test one limit for that test, and the whole submission never more than
-its budget (the report says when the budget ran out, and which tests did not run).
+its budget (the report says when the budget ran out, and which tests did not run). Limits
+scaled by a calibration measured when grading starts were considered and not chosen: the
+load of a shared machine changes during a grade, so the measurement would be noisy, and a
+grade would depend on the moment it was taken.
 
 Integrity (docs/THREAT_MODEL.md): see ``channel``, ``sandbox`` and ``autograder.recorder``.
 """

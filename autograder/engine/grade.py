@@ -90,9 +90,11 @@ def grade_target(target: Path, lessons: list[str] | None = None, limits: Limits 
                     os.chown(ws.root / sub, iso.uid, iso.uid)
             child = dict(cache=cache)
             tests = collect(ws, limits, course_root, stubs, iso, **child)
-            deadline = time.monotonic() + limits.budget_s
+            budget_s = limits.budget_s * len(lessons)  # per lesson graded
+            deadline = time.monotonic() + budget_s
             result.tests, result.budget = run_tests(ws, tests, limits, course_root, iso,
-                                                    lessons, deadline=deadline, **child)
+                                                    lessons, deadline=deadline,
+                                                    budget_s=budget_s, **child)
             return result
         finally:
             if not keep_workspace:

@@ -31,12 +31,12 @@ class Limits:
     the reference, on a machine with other graders beside it, must never reach them. A hang
     stays bounded all the same: it costs ``timeout_s`` once per test (a hang at import: once
     per submission module, see ``autograder.engine.runner``), and never more than
-    ``budget_s`` for the whole submission.
+    ``budget_s`` per lesson graded for the whole submission.
     """
 
     timeout_s: float = 300.0  # per test
     collect_timeout_s: float = 300.0  # importing one test module (and the code it imports)
-    budget_s: float = 3600.0  # the whole submission (every test of every lesson graded)
+    budget_s: float = 3600.0  # per lesson graded: the submission's total is this x lessons
     memory_mb: int = 8192  # address space of the child
     file_mb: int = 256  # largest file the child may write (stdout flood, disk fill)
     threads: int = 0  # torch/OpenMP threads in the child; 0 leaves the default

@@ -79,19 +79,19 @@ def _module_file(name: str) -> str:
     return "/".join(parts[1:]) + ".py" if len(parts) == 3 else name
 
 
-def budget_reason(limits: Limits) -> str:
-    return (f"not run: the submission's time budget of {limits.budget_s:g} s ran out "
+def budget_reason(budget_s: float) -> str:
+    return (f"not run: the submission's time budget of {budget_s:g} s ran out "
             "(tests that ran too long or hung before this one)")
 
 
 def run_tests(ws: Workspace, tests: list[TestResult], limits: Limits,
               course_root: Path, iso: Isolation | None = None,
               lessons: list[str] | None = None, *, deadline: float | None = None,
-              **child) -> tuple[list[TestResult], str | None]:
+              budget_s: float | None = None, **child) -> tuple[list[TestResult], str | None]:
     """Run ``tests`` on the submission in the workspace; every test ends with a result.
 
     Returns the tests and, when the submission's time budget ran out (``deadline``, a
-    ``time.monotonic()`` value), a note saying so. A test during which a forged line reached
+    ``time.monotonic()`` value, ``budget_s`` seconds after the start), a note saying so. A test during which a forged line reached
     the grader, and every test of a module whose import changed the grader's world, score
     zero whatever the child reports afterwards.
     """
@@ -101,6 +101,7 @@ def run_tests(ws: Workspace, tests: list[TestResult], limits: Limits,
     penalties: dict[str, str] = {}  # nodeid -> reason: zero whatever else happens
     broken: dict[str, str] = {}  # submission module -> why it is not imported again
     budget_note = None
+    budget_s = limits.budget_s if budget_s is None else budget_s
     attempt = 0
 
     def penalize(nodeid: str, reason: str) -> None:
@@ -120,10 +121,10 @@ def run_tests(ws: Workspace, tests: list[TestResult], limits: Limits,
         if not pending:
             break
         if deadline is not None and time.monotonic() > deadline:
-            budget_note = (f"the submission's time budget of {limits.budget_s:g} s ran out; "
+            budget_note = (f"the submission's time budget of {budget_s:g} s ran out; "
                            f"{len(pending)} test(s) not run score zero")
             for nodeid in pending:
-                by_id[nodeid].reason = budget_reason(limits)
+                by_id[nodeid].reason = budget_reason(budget_s)
                 finished.add(nodeid)
             break
         attempt += 1
@@ -186,7 +187,7 @@ def run_tests(ws: Workspace, tests: list[TestResult], limits: Limits,
         if out_of_time:
             running = out_of_time[0].get("nodeid")
             if running in by_id and running not in finished:
-                by_id[running].reason = (f"the submission's time budget of {limits.budget_s:g}"
+                by_id[running].reason = (f"the submission's time budget of {budget_s:g}"
                                          " s ran out during this test")
                 finished.add(running)
             continue  # the check at the top of the loop fails the tests not run
