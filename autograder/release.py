@@ -6,9 +6,9 @@ What goes in, and why:
   ``exercises/`` is out of step with ``solutions/``: a stale stub must not be published);
 * ``learning/`` - the lesson texts; ``course/`` - the shared helpers the stubs and the tests
   import; ``hardware_fixtures/`` - spec sheets and their loader;
-* ``autograder/`` reduced to ``__init__.py`` (a learner's docstring) and ``pytest_impl.py``:
-  the visible tests need its ``--impl`` redirection and hypothesis profiles
-  (``addopts = -p autograder.pytest_impl``). The grading engine (run, recorder, guard,
+* ``autograder/`` reduced to ``__init__.py`` (a learner's docstring), ``pytest_impl.py`` and
+  the ``shared.py`` it imports: the visible tests need its ``--impl`` redirection and
+  hypothesis profiles (``addopts = -p autograder.pytest_impl``). The grading engine (engine, recorder, guard,
   report, sync, cli, classroom, nbgrader, release) stays out: it holds no secret (the
   threat model never relies on hiding it), but a learner has no use for it, it would
   suggest a ``grade`` command that cannot work without the hidden graders, and every file
@@ -113,8 +113,8 @@ def build_release(out: Path, course_root: Path = REPO_ROOT, lessons: list[str] |
             shutil.copytree(course_root / name, out / name, ignore=_IGNORE)
     (out / "autograder").mkdir()
     shutil.copyfile(TEMPLATE / "autograder_init.py", out / "autograder" / "__init__.py")
-    shutil.copyfile(course_root / "autograder" / "pytest_impl.py",
-                    out / "autograder" / "pytest_impl.py")
+    for name in ("pytest_impl.py", "shared.py"):  # the redirection and what it imports
+        shutil.copyfile(course_root / "autograder" / name, out / "autograder" / name)
     readme = (TEMPLATE / "README.md").read_text().replace(
         "{lessons}", ", ".join(str(int(lesson[6:])) for lesson in lessons))
     (out / "README.md").write_text(readme)

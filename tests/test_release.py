@@ -38,7 +38,8 @@ def test_release_holds_what_learners_need_and_nothing_else(built):
     assert top == {"exercises", "learning", "course", "hardware_fixtures", "autograder",
                    "README.md", "pyproject.toml", ".gitignore", ".github"}, top
     assert {p.name for p in (built / "autograder").iterdir()} == {"__init__.py",
-                                                                  "pytest_impl.py"}
+                                                                  "pytest_impl.py",
+                                                                  "shared.py"}
     assert [p.relative_to(built).as_posix() for p in (built / ".github").rglob("*")
             if p.is_file()] == [".github/workflows/classroom.yml"]
     lessons = sorted(p.name for p in (ROOT / "exercises").iterdir()
@@ -121,7 +122,7 @@ def test_release_installs_alone_and_its_stubs_fail_cleanly(built, tmp_path):
          "print(autograder.__file__, course.__file__, exercises.__file__, "
          "hardware_fixtures.__file__)\n"
          "import importlib.util as u\n"
-         "print([m for m in ('solutions', 'autograder.run', 'autograder.hidden', "
+         "print([m for m in ('solutions', 'autograder.engine', 'autograder.hidden', "
          "'autograder.recorder') if u.find_spec(m)])"],
         cwd=repo, capture_output=True, text=True, env=clean)
     assert probe.returncode == 0, probe.stderr
