@@ -26,6 +26,7 @@ is deterministic (derandomized hypothesis, fixed seeds), so the same class gives
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
@@ -33,6 +34,7 @@ import json
 import os
 import queue
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,15 +44,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import report
-from .run import REPO_ROOT, GradingError, Limits, TestResult, available_lessons
+from .engine import REPO_ROOT, GradingError, Limits, TestResult, available_lessons
+from .engine.model_cache import warm_model_cache
+from .shared import fmt_points, lesson_dirs
 
-_LESSON = re.compile(r"lesson\d\d$")
-ENGINE_FILES = ("run.py", "recorder.py", "guard.py", "pytest_impl.py", "report.py",
-                "classroom.py")
-
-
-def lesson_dirs(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and _LESSON.match(p.name))
+# The engine's own code, part of every report's hash (a change grades everyone again).
+ENGINE_FILES = ("engine/*.py", "shared.py", "recorder.py", "guard.py", "pytest_impl.py",
+                "report.py", "classroom.py")
 
 
 def submission_root(student: Path) -> Path | None:
@@ -82,8 +82,8 @@ def _hash_files(h, root: Path, paths) -> None:
 
 def course_fingerprint(lessons: list[str], limits: Limits, course_root: Path = REPO_ROOT) -> str:
     h = hashlib.sha256(json.dumps(asdict(limits), sort_keys=True).encode())
-    files = [course_root / "autograder" / name for name in ENGINE_FILES
-             if (course_root / "autograder" / name).exists()]
+    files = sorted({path for pattern in ENGINE_FILES
+                    for path in (course_root / "autograder").glob(pattern) if path.is_file()})
     for lesson in lessons:
         for folder in (course_root / "exercises" / lesson,
                        course_root / "autograder" / "hidden" / lesson):
@@ -162,6 +162,9 @@ def grade_class(folder: Path, out: Path, lessons: list[str] | None = None,
         jobs = fit
     jobs = max(1, min(jobs, 16))  # worker uids come in blocks of 16
     fingerprint = course_fingerprint(lessons, limits)
+    note = warm_model_cache(lessons, log=log)  # once, before the workers start
+    if note:
+        log(f"real model: {note}")
     reports = out / "students"
     reports.mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
@@ -187,9 +190,13 @@ def grade_class(folder: Path, out: Path, lessons: list[str] | None = None,
                 pass
         slot = slots.get()
         try:
+            if _STOPPING.is_set():
+                return
             data = _grade_in_worker(student, lessons, limits, slot)
         finally:
             slots.put(slot)
+        if _STOPPING.is_set():
+            return  # stopped mid-grade: no report, the next run grades this student
         data.update(student=student.name, hash=digest)
         text = _text_report(data)
         _write_atomic(reports / f"{name}.txt", text)
@@ -197,11 +204,12 @@ def grade_class(folder: Path, out: Path, lessons: list[str] | None = None,
         with lock:
             summary[name] = data
             counts["graded"] += 1
-        log(f"graded {student.name}: {data['score']:g} / {data['max_score']:g}")
+        log(f"graded {student.name}: {fmt_points(data['score'])} / "
+            f"{fmt_points(data['max_score'])}")
 
     log(f"grading {len(students)} students on {', '.join(lessons)} with {jobs} parallel "
         f"job(s) ({limits.memory_mb} MB each, budget {budget} MB)")
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    with _workers_stopped_by_signals(), ThreadPoolExecutor(max_workers=jobs) as pool:
         for future in [pool.submit(one, i, s) for i, s in enumerate(students)]:
             future.result()
     csv_path = out / "grades.csv"
@@ -217,8 +225,8 @@ def _csv(summary: dict[str, dict], lessons: list[str]) -> str:
     for name in sorted(summary):
         data = summary[name]
         points = {row["lesson"]: row["score"] for row in data["lessons"]}
-        writer.writerow([data["student"], *(f"{points.get(lesson, 0):g}" for lesson in lessons),
-                         f"{data['score']:g}"])
+        writer.writerow([data["student"], *(fmt_points(points.get(lesson, 0)) for lesson in lessons),
+                         fmt_points(data["score"])])
     return buffer.getvalue()
 
 
@@ -230,6 +238,8 @@ def _text_report(data: dict) -> str:
                           show_failures=1000)]
     if data.get("error"):
         lines.append(f"\nthe grader could not grade this submission: {data['error']}")
+    if data.get("budget"):
+        lines.append(f"\ntime budget: {data['budget']}")
     if data.get("review"):
         lines.append("\nfor review (not scored): lines of the submission that touch the grader, "
                      "processes or the interpreter:")
@@ -246,22 +256,66 @@ def _grade_in_worker(student: Path, lessons: list[str], limits: Limits, index: i
         result = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "autograder.classroom", "--worker", str(root),
                str(result), json.dumps(asdict(limits)), ",".join(lessons), str(index)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=REPO_ROOT)
+        with _LIVE_LOCK:
+            _LIVE.add(proc)
+        try:
+            stdout, stderr = proc.communicate()
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
         if proc.returncode != 0 or not result.exists():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            tail = (stderr or stdout).strip().splitlines()[-3:]
             return {"target": student.name, "score": 0.0, "max_score": 0.0, "lessons": [],
                     "review": [], "error": " / ".join(tail) or f"exit {proc.returncode}"}
         return json.loads(result.read_text())
 
 
+_LIVE: set = set()  # worker processes running now
+_LIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+@contextlib.contextmanager
+def _workers_stopped_by_signals():
+    """When the class grader is stopped (SIGTERM, SIGHUP, Ctrl-C), pass SIGTERM on to every
+    worker (each kills its grading child and exits) and start no new one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        _STOPPING.set()
+        with _LIVE_LOCK:
+            for proc in _LIVE:
+                try:
+                    proc.send_signal(signal.SIGTERM)
+                except OSError:
+                    pass
+        raise SystemExit(128 + signum) if signum != signal.SIGINT else KeyboardInterrupt
+
+    signals = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    saved = {sig: signal.signal(sig, stop) for sig in signals}
+    _STOPPING.clear()
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def _worker(argv: list[str]) -> int:
     """Grade one submission; write report.to_json + integrity notes to a file."""
-    from . import run
+    from .engine import grade_target
     target, result, limits_json, lessons, index = argv
     limits = Limits(**json.loads(limits_json))
-    results = run.grade_target(Path(target), lessons.split(","), limits, child_uid_slot=int(index))
-    data = report.to_json(report.by_lesson(results), Path(target).name)
-    data.update(review=run.LAST_RUN.get("review", []), isolation=run.LAST_RUN.get("isolation", ""))
+    graded = grade_target(Path(target), lessons.split(","), limits, child_uid_slot=int(index),
+                          log=lambda line: None)
+    data = report.to_json(report.by_lesson(graded.tests), Path(target).name)
+    data.update(review=graded.review, isolation=graded.isolation)
+    if graded.budget:
+        data.update(budget=graded.budget)
     Path(result).write_text(json.dumps(data, sort_keys=True))
     return 0
 

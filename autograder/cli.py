@@ -1,4 +1,4 @@
-"""The ``autograder`` command line: grade, sync (and, as they land, release and nbgrader)."""
+"""The ``autograder`` command line: grade, sync, release and nbgrader."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import report, sync
-from .run import REPO_ROOT, GradingError, Limits, grade_target
+from .engine import REPO_ROOT, GradingError, Limits, grade_target
 
 # Modules of this package that add a subcommand through a register(subparsers) function.
 EXTENSIONS: tuple[str, ...] = ("release", "nbgrader")
@@ -31,30 +31,30 @@ def cmd_grade(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if args.target in ("solutions", "exercises") and not target.exists():
         target = REPO_ROOT / args.target
-    limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb)
-    from . import classroom, run
+    limits = Limits(timeout_s=args.timeout, collect_timeout_s=args.timeout,
+                    budget_s=args.budget, memory_mb=args.memory_mb)
+    from . import classroom
     if args.class_ or classroom.is_class_folder(target):
         if not target.is_dir():
             raise GradingError(f"{target}: no such folder")
         out = Path(args.out) if args.out else target.parent / f"{target.name}-grades"
         classroom.grade_class(target, out, _lessons(args.lesson), limits, args.jobs)
         return 0
-    results = grade_target(target, _lessons(args.lesson), limits)
-    rows = report.by_lesson(results)
+    graded = grade_target(target, _lessons(args.lesson), limits)
+    rows = report.by_lesson(graded.tests)
     print(report.table(rows, title=f"Grades for {target}"))
-    notes = run.LAST_RUN
-    if notes.get("isolation"):
-        print(f"isolation: {notes['isolation']}")
-    if notes.get("model"):
-        print(f"real model: {notes['model']}")
-    if notes.get("review"):
+    for line in graded.notes():
+        print(line)
+    if graded.review:
         print("for review (not scored): lines of the submission that touch the grader, "
               "processes or the interpreter:")
-        for line in notes["review"][:20]:
+        for line in graded.review[:20]:
             print(f"  {line}")
     if args.json:
         data = report.to_json(rows, str(target))
-        data.update(isolation=notes.get("isolation", ""), review=notes.get("review", []))
+        data.update(isolation=graded.isolation, review=graded.review)
+        if graded.budget:
+            data.update(budget=graded.budget)
         report.write_json(args.json, data)
     if args.gradescope:
         report.write_json(args.gradescope, report.to_gradescope(rows))
@@ -92,8 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="grade only these lessons (repeat, or 12,13)")
     grade.add_argument("--json", metavar="FILE", help="write per-test results as JSON")
     grade.add_argument("--gradescope", metavar="FILE", help="write Gradescope results.json")
-    grade.add_argument("--timeout", type=float, default=60.0, metavar="S",
-                       help="seconds one test may run (default 60)")
+    grade.add_argument("--timeout", type=float, default=Limits.timeout_s, metavar="S",
+                       help="seconds one test, or the import of one test module, may run "
+                            f"(default {Limits.timeout_s:g})")
+    grade.add_argument("--budget", type=float, default=Limits.budget_s, metavar="S",
+                       help="seconds per lesson graded that all the tests of one "
+                            "submission may take together; the tests not run by then score "
+                            f"zero, with a note (default {Limits.budget_s:g})")
     grade.add_argument("--memory-mb", type=int, default=8192, metavar="MB",
                        help="address-space limit of the test process (default 8192)")
     grade.add_argument("--class", dest="class_", action="store_true",

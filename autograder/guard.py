@@ -5,7 +5,7 @@ The submission's code runs in the same process as pytest, the tests and the reco
 in a test module, or register a pytest plugin of its own. It cannot do so unseen:
 
 * before collection imports any submission code, :class:`Guard` imports the modules a test
-  relies on and takes a snapshot (object identities) of their namespaces, of the namespaces
+  relies on (every module of ``course``, see :func:`course_modules`) and takes a snapshot (object identities) of their namespaces, of the namespaces
   of key classes (``torch.Tensor``, pytest's reports), of the registered pytest plugins and
   of every hook's implementations;
 * after each test module is imported it snapshots that module's namespace too, and checks
@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib
+import pkgutil
 import sys
 import types
 
@@ -63,6 +64,15 @@ def _namespace(obj) -> dict[str, int]:
     return {k: id(v) for k, v in items if k not in _SKIP_NAMES and _interesting(v)}
 
 
+def course_modules() -> list[str]:
+    """Every module of the ``course`` package, found on disk: a helper added to ``course/``
+    is guarded without a change here."""
+    import course
+    return ["course", *sorted(f"course.{info.name}"
+                              for info in pkgutil.walk_packages(course.__path__)
+                              if not info.name.startswith("_"))]
+
+
 class Guard:
     def __init__(self, pluginmanager=None, hook=None, submission_root: str | None = None):
         self.pm, self.hook = pluginmanager, hook
@@ -80,10 +90,9 @@ class Guard:
                 importlib.import_module(name)
             except Exception:  # an optional dependency that is absent: nothing to guard
                 continue
-        import course  # noqa: F401 - the shared helpers every test uses
-        for sub in ("testing", "counting", "paged", "config", "bench"):
+        for name in course_modules():  # the shared helpers the tests use: every one
             try:
-                importlib.import_module(f"course.{sub}")
+                importlib.import_module(name)
             except Exception:
                 pass
         for name, module in list(sys.modules.items()):

@@ -5,8 +5,8 @@ A graded cell is one thin call (``autograder nbgrader init`` writes it)::
     grade("lesson12", "hidden/lesson12/test_allocator_stateful.py", points=10)
 
 It grades the learner's ``lesson12/*.py`` files - the package next to the notebook, in the
-kernel's working folder - with the course's engine (``autograder.run.grade_target``: a
-supervised child process, a timeout per test, a memory limit), prints one line per test of
+kernel's working folder - with the course's engine (``autograder.engine.grade_target``:
+a supervised child process, a time limit per test, a memory limit), prints one line per test of
 that group, and returns the points earned as a float. The float is the cell's last output
 (an ``execute_result``), which nbgrader 0.9.6 reads as the cell's partial credit
 (``nbgrader.utils.determine_grade``). No test code runs in the kernel and no test source is
@@ -21,7 +21,7 @@ starts a fresh kernel for every notebook it autogrades, so every autograde grade
 Threat model: the learner's ``.py`` files run only in the grading child, never in the
 kernel. Code in the notebook itself does run in the kernel and could redefine ``grade``;
 the course's nbgrader configuration therefore drops every cell that is not one of the
-course's own (``autograder.nbgrader.DropScratchCells``) before autograde runs the notebook,
+course's own (``autograder.nbgrader.CourseCellsOnly``) before autograde runs the notebook,
 and nbgrader restores the source of the course's locked and graded cells.
 
 Robustness: nbgrader 0.9.6 gives a graded cell zero when it writes anything to stderr, so
@@ -30,7 +30,7 @@ grader runs and reported on stdout instead. A grader that cannot run (no hidden 
 a learner's machine, a broken install) prints a short note and returns 0: it never raises.
 
 Settings (environment, e.g. set by the course's ``nbgrader_config.py``):
-``AUTOGRADER_TIMEOUT_S`` (seconds per test, default 60), ``AUTOGRADER_MEMORY_MB`` (address
+``AUTOGRADER_TIMEOUT_S`` (seconds per test, default: the engine's, ``Limits.timeout_s``), ``AUTOGRADER_MEMORY_MB`` (address
 space of the grading child, default 8192).
 """
 
@@ -53,8 +53,7 @@ _WIDTH = 200  # longest failure reason printed per test
 _WORKSPACE = re.compile(r"(?:/[^\s\"']*)?/course-grade-[^/\s]+/submission/")
 
 
-def _fmt(x: float) -> str:
-    return f"{x:g}"
+from .shared import fmt_points as _fmt
 
 
 def _digest(folder: Path, lesson: str) -> str:
@@ -69,7 +68,7 @@ def _digest(folder: Path, lesson: str) -> str:
 
 
 def _limits():
-    from .run import Limits
+    from .engine import Limits
 
     def number(name: str, default: float) -> float:
         try:
@@ -77,15 +76,16 @@ def _limits():
         except ValueError:
             return default
 
-    return Limits(timeout_s=number("AUTOGRADER_TIMEOUT_S", 60.0),
+    timeout = number("AUTOGRADER_TIMEOUT_S", Limits.timeout_s)
+    return Limits(timeout_s=timeout, collect_timeout_s=timeout,
                   memory_mb=int(number("AUTOGRADER_MEMORY_MB", 8192)))
 
 
 def _grade_lesson(folder: Path, lesson: str) -> list:
     """Every test of ``lesson`` (visible and hidden) run on ``folder/lesson``: the engine."""
-    from .run import grade_target
+    from .engine import grade_target
 
-    return grade_target(folder, [lesson], _limits())
+    return grade_target(folder, [lesson], _limits(), log=lambda line: None).tests
 
 
 @contextlib.contextmanager
@@ -151,7 +151,7 @@ def grade(lesson: str, tests: str, points: float | None = None,
     note, results = "", None
     with _quiet(noise):
         try:
-            from .run import REPO_ROOT
+            from .engine import REPO_ROOT
 
             hidden = tests.startswith("hidden/")
             if hidden and not (REPO_ROOT / "autograder" / tests).is_file():

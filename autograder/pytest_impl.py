@@ -13,9 +13,14 @@ and this plugin decides which file that name resolves to:
 Only modules named ``exercises.lessonNN.<module>`` are redirected. Test modules
 (``test_*``) and ``conftest`` stay where they are, so the tests that run are always the
 course's own, whatever the target. The redirection is a ``sys.meta_path`` finder installed
-when pytest parses its options (``pytest_load_initial_conftests``), before collection
-imports any test module. A module missing from the target raises ``ModuleNotFoundError``
+in ``pytest_configure`` (once the options are parsed), before collection imports any test
+module; ``pytest_load_initial_conftests`` only registers the hypothesis profiles. A module missing from the target raises ``ModuleNotFoundError``
 naming the file it looked for; it never falls back to another implementation.
+
+When grading, the finder also reports each module of the target as its import begins and
+ends (``watch_imports``: the recorder streams it, so the grader knows which module hung or
+crashed at import), and refuses at once the modules named in ``$COURSE_BROKEN_MODULES``
+(those that already hung or crashed at import in an earlier grading child).
 
 The plugin also registers the course's hypothesis profiles: ``course`` (the default:
 derandomized, so every run and every grade is the same) and ``explore`` (random, more
@@ -26,16 +31,17 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+import json
 import os
-import re
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-_LESSON = re.compile(r"lesson\d\d$")
+from autograder.shared import REPO_ROOT, is_lesson_dir
+
 ENV_VAR = "COURSE_IMPL"
+BROKEN_ENV = "COURSE_BROKEN_MODULES"
 
 
 def resolve_impl(value: str | None, rootdir: Path = REPO_ROOT) -> Path:
@@ -48,38 +54,70 @@ def resolve_impl(value: str | None, rootdir: Path = REPO_ROOT) -> Path:
     if not path.is_dir():
         raise pytest.UsageError(f"--impl={value}: no such folder. Give 'exercises', "
                                 "'solutions' or a folder that holds lessonNN/ packages.")
-    if path.name.startswith("lesson") and _LESSON.match(path.name):
+    if is_lesson_dir(path.name):
         raise pytest.UsageError(f"--impl={value} is one lesson folder; give its parent, "
                                 f"the folder that holds {path.name}/.")
     return path
 
 
+class _WatchedLoader(importlib.abc.Loader):
+    """A module's own loader, with ``watch("importing"|"imported", name)`` around its code."""
+
+    def __init__(self, loader, watch):
+        self.loader, self.watch = loader, watch
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.watch("importing", module.__name__)
+        try:
+            self.loader.exec_module(module)
+        finally:
+            self.watch("imported", module.__name__)
+
+
 class ImplFinder(importlib.abc.MetaPathFinder):
     """Resolve ``exercises.lessonNN.<module>`` to ``<root>/lessonNN/<module>.py``."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, broken: dict[str, str] | None = None):
         self.root = root
+        self.broken = dict(broken or {})  # module name -> why it is not imported
+        self.watch = None  # watch(kind, name), see watch_imports
 
     def find_spec(self, fullname, path=None, target=None):
         parts = fullname.split(".")
-        if len(parts) != 3 or parts[0] != "exercises" or not _LESSON.match(parts[1]):
+        if len(parts) != 3 or parts[0] != "exercises" or not is_lesson_dir(parts[1]):
             return None
         module = parts[2]
         if module.startswith("test_") or module == "conftest":
             return None
+        if fullname in self.broken:
+            raise ImportError(self.broken[fullname], name=fullname)
         file = self.root / parts[1] / f"{module}.py"
         if not file.is_file():
             raise ModuleNotFoundError(
                 f"{fullname}: the implementation under test has no {parts[1]}/{module}.py "
                 f"(looked in {self.root}). Create that file, or keep the name the "
                 "lesson's stub gives it.", name=fullname)
-        return importlib.util.spec_from_file_location(fullname, file)
+        spec = importlib.util.spec_from_file_location(fullname, file)
+        if self.watch is not None:
+            spec.loader = _WatchedLoader(spec.loader, self.watch)
+        return spec
 
 
-def install(root: Path) -> ImplFinder:
+def watch_imports(watch) -> None:
+    """Call ``watch("importing"|"imported", name)`` around the import of each module of the
+    implementation under test (the grading child's recorder streams these)."""
+    for finder in sys.meta_path:
+        if isinstance(finder, ImplFinder):
+            finder.watch = watch
+
+
+def install(root: Path, broken: dict[str, str] | None = None) -> ImplFinder:
     """Put a finder for ``root`` first on ``sys.meta_path`` (replacing an earlier one)."""
     uninstall()
-    finder = ImplFinder(root)
+    finder = ImplFinder(root, broken)
     sys.meta_path.insert(0, finder)
     for name in [n for n in sys.modules if n.startswith("exercises.lesson")]:
         if not _is_test_module(name):
@@ -127,7 +165,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
 def pytest_configure(config: pytest.Config) -> None:
     root = resolve_impl(config.getoption("impl"), Path(str(config.rootpath)))
     config._course_impl = root  # type: ignore[attr-defined]
-    install(root)
+    install(root, json.loads(os.environ.get(BROKEN_ENV) or "{}"))
 
 
 def pytest_report_header(config: pytest.Config) -> str:

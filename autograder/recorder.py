@@ -1,9 +1,10 @@
 """pytest plugin loaded in the grading child: stream one JSON line per event to a file.
 
-The grader process (``autograder.run``) reads the stream while the child runs, so it knows
+The grader process (``autograder.engine``) reads the stream while the child runs, so it knows
 which test is running when the child hangs or dies, and what every finished test scored.
 Events: ``collected`` (node id, points, lesson, hidden or visible), ``collect_error`` (a test
-module that could not be imported), ``start`` and ``result`` (outcome and a short reason).
+module that could not be imported), ``start`` and ``result`` (outcome and a short reason),
+``importing`` and ``imported`` (a module of the submission, around its import).
 Every line is flushed and fsync-free; a line cut short by a crash is ignored by the reader.
 
 Integrity (see docs/THREAT_MODEL.md): when grading, ``--record fd:W:K`` names two inherited
@@ -28,7 +29,8 @@ import time
 
 import pytest
 
-_LESSON = re.compile(r"(lesson\d\d)")
+from autograder.shared import LESSON_IN as _LESSON
+
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")  # object ids differ between runs: not in a grade
 
 
@@ -217,7 +219,10 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     path = config.getoption("record")
     if path:
-        config.pluginmanager.register(Recorder(path, config), "course-recorder")
+        recorder = Recorder(path, config)
+        config.pluginmanager.register(recorder, "course-recorder")
+        from autograder.pytest_impl import watch_imports
+        watch_imports(lambda kind, name: recorder.emit(event=kind, module=name))
 
 
 def _kill_strays() -> None:

@@ -8,12 +8,13 @@ What goes in, and why:
   import; ``hardware_fixtures/`` - spec sheets and their loader;
 * ``autograder/`` reduced to ``__init__.py`` (a learner's docstring), ``pytest_impl.py``
   (the visible tests need its ``--impl`` redirection and hypothesis profiles:
-  ``addopts = -p autograder.pytest_impl``) and ``selfcheck.py`` (``python -m
-  autograder.selfcheck``: visible-test points per lesson, the learner's self-check). The
-  grading engine (run, recorder, guard, report, sync, cli, classroom, nbgrader, release)
-  stays out: it holds no secret (the threat model never relies on hiding it), but a
-  learner has no use for it, it would suggest a ``grade`` command that cannot work without
-  the hidden graders, and every file left out is one less to check for leaks. ``autograder/hidden/`` and ``solutions/`` never
+  ``addopts = -p autograder.pytest_impl``), the ``shared.py`` it imports, and ``selfcheck.py``
+  (``python -m autograder.selfcheck``: visible-test points per lesson, the learner's
+  self-check). The grading engine (engine, recorder, guard, report, sync, cli, classroom,
+  nbgrader, release) stays out: it holds no secret (the threat model never relies on hiding
+  it), but a learner has no use for it, it would suggest a ``grade`` command that cannot work
+  without the hidden graders, and every file left out is one less to check for leaks.
+  ``autograder/hidden/`` and ``solutions/`` never
   go in; ``tests/`` (the maintainers' suite, which plants bugs in copies of the solutions)
   neither;
 * from ``autograder/release_template/``: a learner README, a ``pyproject.toml`` (the same
@@ -48,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import sync
-from .run import REPO_ROOT, GradingError, available_lessons
+from .engine import REPO_ROOT, GradingError, available_lessons
 
 TEMPLATE = Path(__file__).resolve().parent / "release_template"
 COPIED = ("learning", "course", "hardware_fixtures")
@@ -56,10 +57,9 @@ COPIED = ("learning", "course", "hardware_fixtures")
 # lesson 03. Only the hidden graders use it; nothing the release ships may import it.
 INSTRUCTOR_ONLY = ("course/llama_reference.py",)
 # The learner's side of autograder/: the tests' --impl plugin and the self-check.
-LEARNER_MODULES = ("pytest_impl.py", "selfcheck.py")
+LEARNER_MODULES = ("pytest_impl.py", "shared.py", "selfcheck.py")  # shared.py: what pytest_impl imports
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info",
                                  ".pytest_cache", ".hypothesis")
-_LESSON = re.compile(r"lesson\d\d$")
 
 STEP = """      - name: {lesson} visible tests
         id: {lesson}

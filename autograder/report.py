@@ -7,7 +7,8 @@ import textwrap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .run import TestResult
+from .engine.results import TestResult
+from .shared import fmt_points as _fmt
 
 
 @dataclass
@@ -43,10 +44,6 @@ def display_name(nodeid: str) -> str:
     path, _, name = nodeid.partition("::")
     kind = "hidden" if path.startswith(("hidden/", "autograder/hidden/")) else "visible"
     return f"{kind} {path.rsplit('/', 1)[-1]}::{name}"
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}"
 
 
 def table(rows: list[LessonScore], title: str = "", show_failures: int = 8) -> str:

@@ -21,15 +21,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from autograder.shared import LESSON_IN, lesson_dirs
+
 ROOT = Path(__file__).resolve().parent.parent
-_LESSON = re.compile(r"(lesson\d\d)")
 
 
 @dataclass
@@ -65,7 +65,7 @@ class Collector:
         self.outcome: dict[str, tuple[str, str]] = {}
 
     def lesson(self, nodeid: str) -> Lesson:
-        match = _LESSON.search(nodeid)
+        match = LESSON_IN.search(nodeid)
         return self.lessons.setdefault(match.group(1) if match else "other", Lesson())
 
     def pytest_collection_modifyitems(self, items):
@@ -139,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the code under test: 'exercises' (default) or a folder that "
                              "holds lessonNN/ packages")
     args = parser.parse_args(argv)
-    available = sorted(p.name for p in (ROOT / "exercises").iterdir()
-                       if p.is_dir() and re.fullmatch(r"lesson\d\d", p.name))
+    available = lesson_dirs(ROOT / "exercises")
     if args.lesson:
         try:
             wanted = [f"lesson{int(v.strip().removeprefix('lesson')):02d}"

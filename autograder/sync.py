@@ -28,11 +28,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .shared import LESSON_DIR as _LESSON_DIR
+
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 HINT = "# hint:"
 _SECTION = re.compile(r"learning/(lesson\d\d)\.md#([a-z0-9\-]+)")
-_LESSON_DIR = re.compile(r"lesson\d\d$")
 
 
 class SyncError(Exception):

@@ -10,11 +10,16 @@ calls `require_cuda()` first, which skips with the reason "needs a CUDA GPU".
 
 from __future__ import annotations
 
+import datetime
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
+
+import hardware_fixtures
+from hardware_fixtures.spec import GPUSpec
 
 NEEDS_CUDA = "needs a CUDA GPU"
 MIN_FLUSH_BYTES = 256 << 20          # 256 MiB: flush buffer when the cache size is unknown or small
@@ -79,8 +84,6 @@ class Timing:
 def l2_flush_bytes() -> int:
     """Bytes to overwrite before each timed call: twice the largest cache, at least 256 MiB."""
     ensure_cuda("l2_flush_bytes")
-    import hardware_fixtures
-
     spec = hardware_fixtures.current()
     if spec is not None:
         cache = spec.last_level_cache_bytes
@@ -196,6 +199,56 @@ def record(test: str, figures: dict) -> None:
     if out:
         with open(out, "a") as fh:
             fh.write(json.dumps({"test": test, **figures}) + "\n")
+
+
+def spec_or_measure(*, copy_nbytes: int = 1 << 30, gemm_n: int = 8192) -> GPUSpec:
+    """The current device's fixture (``hardware_fixtures.current()``), or a spec measured now
+    if none matches.
+
+    A measured spec has the device's own SM count, L2 and memory size, the measured copy
+    bandwidth (bytes read + written per second) as its bandwidth, and the measured bf16 GEMM
+    rate as its only peak. Raises CudaUnavailableError without CUDA.
+    """
+    ensure_cuda("course.bench.spec_or_measure")
+    spec = hardware_fixtures.current()
+    if spec is not None:
+        return spec
+    return _measure_current(copy_nbytes, gemm_n)
+
+
+def _measure_current(copy_nbytes: int, gemm_n: int) -> GPUSpec:
+    """A spec of the current device from its properties and two measurements."""
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    copy = measure_copy_bandwidth(copy_nbytes)
+    gemm = measure_gemm_flops(gemm_n, torch.bfloat16)
+    l2 = int(getattr(props, "L2_cache_size", 0))
+    today = datetime.date.today().isoformat()
+    how = f"measured by course.bench on {today}"
+    calibration = {
+        "device": props.name, "torch": torch.__version__, "cuda": str(torch.version.cuda),
+        "date": today, "provisional": False,
+        "command": f"course.bench.measure_copy_bandwidth({copy_nbytes}); "
+                   f"course.bench.measure_gemm_flops({gemm_n}, torch.bfloat16)",
+        "copy_bytes_per_s": copy, "bf16_gemm_flops_per_s": gemm,
+    }
+    return GPUSpec(
+        key="measured", name=props.name, vendor="unknown", architecture="unknown", chip="unknown",
+        compute_capability=f"{props.major}.{props.minor}", match=(props.name,), exclude=(),
+        compute_unit="SM", sm_count=props.multi_processor_count, l2_bytes=l2,
+        last_level_cache_bytes=l2, memory_type="unknown", memory_bytes=props.total_memory,
+        memory_bandwidth_bytes_per_s=copy, peak_flops_per_s=MappingProxyType({"bf16": gemm}),
+        gpu_link="unknown", gpu_link_bytes_per_s_per_direction=0.0, pcie_generation=0,
+        pcie_x16_bytes_per_s_per_direction=0.0,
+        sources=MappingProxyType({
+            "sm_count": "torch.cuda.get_device_properties",
+            "l2_bytes": "torch.cuda.get_device_properties",
+            "memory_bytes": "torch.cuda.get_device_properties (total_memory)",
+            "memory_bandwidth_bytes_per_s": f"{how}: device copy, bytes read + written / median time",
+            "peak_flops_per_s.bf16": f"{how}: {gemm_n}^3 bf16 matmul, 2n^3 / median time",
+        }),
+        unverified=MappingProxyType({}), calibration=MappingProxyType(calibration),
+        path=None, measured=True,
+    )
 
 
 def capture_cuda_graph(fn: Callable[[], object], *, warmup: int = 3):

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from course.cache import model_cache_dir, unwritable_message
 from course.config import LlamaConfig
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -74,13 +75,17 @@ def gguf_path() -> Path:
 
 
 def cache_dir() -> Path:
-    """Folder for converted weights: $COURSE_CACHE_DIR, else ~/.cache/llm-inference-course.
+    """Folder for converted weights: `course.cache.model_cache_dir()` ($COURSE_CACHE_DIR, else
+    $XDG_CACHE_HOME/llm-inference-course, else ~/.cache/llm-inference-course).
 
     Created on demand. Keep it outside the git checkout (it holds about 1.1 GB once everything
     is cached).
     """
-    folder = Path(os.environ.get("COURSE_CACHE_DIR") or "~/.cache/llm-inference-course").expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = model_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PermissionError(unwritable_message(folder, err.strerror or err)) from None
     return folder
 
 
@@ -106,7 +111,10 @@ def _require(module: str) -> ModuleType:
 
 def _write_file_atomically(target: Path, write: Callable[[Path], None]) -> None:
     """Call write(tmp) on a temporary file next to target, then rename it onto target."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as err:
+        raise PermissionError(unwritable_message(target.parent, err.strerror or err)) from None
     os.close(fd)
     try:
         write(Path(tmp))
@@ -122,7 +130,10 @@ def _write_dir_atomically(target: Path, write: Callable[[Path], None]) -> None:
 
     If another process got there first, its folder is kept and ours is discarded.
     """
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    except OSError as err:
+        raise PermissionError(unwritable_message(target.parent, err.strerror or err)) from None
     try:
         write(tmp)
         for item in [tmp, *tmp.rglob("*")]:  # mkdtemp makes it private; a cache is readable data

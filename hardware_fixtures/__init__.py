@@ -8,13 +8,12 @@
 
 Every numeric key of a fixture needs an entry in its [sources] table (a string, or an inline
 table {source = "...", verified = false, note = "..."}); the loader refuses a file without one.
-`current()` finds the fixture of the GPU torch sees; `spec_or_measure()` falls back to measuring
-an unknown GPU with course.bench.
+`current()` finds the fixture of the GPU torch sees. This package only reads its files: it
+imports nothing from `course/` (measuring an unknown GPU is `course.bench.spec_or_measure()`).
 """
 
 from __future__ import annotations
 
-import datetime
 import functools
 import re
 import tomllib
@@ -97,22 +96,6 @@ def current() -> GPUSpec | None:
     if not torch.cuda.is_available():
         return None
     return match(torch.cuda.get_device_name())
-
-
-def spec_or_measure(*, copy_nbytes: int = 1 << 30, gemm_n: int = 8192) -> GPUSpec:
-    """The current device's fixture, or a spec measured now with course.bench if none matches.
-
-    A measured spec has the device's own SM count, L2 and memory size, the measured copy
-    bandwidth (bytes read + written per second) as its bandwidth, and the measured bf16 GEMM
-    rate as its only peak. Raises course.bench.CudaUnavailableError without CUDA.
-    """
-    from course import bench
-
-    bench.ensure_cuda("hardware_fixtures.spec_or_measure")
-    spec = current()
-    if spec is not None:
-        return spec
-    return _measure_current(bench, copy_nbytes, gemm_n)
 
 
 def load_file(path: str | Path) -> GPUSpec:
@@ -239,39 +222,3 @@ class _Parser:
                 if self.get(table, k, float, "calibration.") <= 0:
                     raise self.fail(f"calibration.{k}", "must be positive")
         return MappingProxyType(dict(table))
-
-
-def _measure_current(bench: Any, copy_nbytes: int, gemm_n: int) -> GPUSpec:
-    import torch
-
-    props = torch.cuda.get_device_properties(torch.cuda.current_device())
-    copy = bench.measure_copy_bandwidth(copy_nbytes)
-    gemm = bench.measure_gemm_flops(gemm_n, torch.bfloat16)
-    l2 = int(getattr(props, "L2_cache_size", 0))
-    today = datetime.date.today().isoformat()
-    how = f"measured by course.bench on {today}"
-    calibration = {
-        "device": props.name, "torch": torch.__version__, "cuda": str(torch.version.cuda),
-        "date": today, "provisional": False,
-        "command": f"course.bench.measure_copy_bandwidth({copy_nbytes}); "
-                   f"course.bench.measure_gemm_flops({gemm_n}, torch.bfloat16)",
-        "copy_bytes_per_s": copy, "bf16_gemm_flops_per_s": gemm,
-    }
-    return GPUSpec(
-        key="measured", name=props.name, vendor="unknown", architecture="unknown", chip="unknown",
-        compute_capability=f"{props.major}.{props.minor}", match=(props.name,), exclude=(),
-        compute_unit="SM", sm_count=props.multi_processor_count, l2_bytes=l2,
-        last_level_cache_bytes=l2, memory_type="unknown", memory_bytes=props.total_memory,
-        memory_bandwidth_bytes_per_s=copy, peak_flops_per_s=MappingProxyType({"bf16": gemm}),
-        gpu_link="unknown", gpu_link_bytes_per_s_per_direction=0.0, pcie_generation=0,
-        pcie_x16_bytes_per_s_per_direction=0.0,
-        sources=MappingProxyType({
-            "sm_count": "torch.cuda.get_device_properties",
-            "l2_bytes": "torch.cuda.get_device_properties",
-            "memory_bytes": "torch.cuda.get_device_properties (total_memory)",
-            "memory_bandwidth_bytes_per_s": f"{how}: device copy, bytes read + written / median time",
-            "peak_flops_per_s.bf16": f"{how}: {gemm_n}^3 bf16 matmul, 2n^3 / median time",
-        }),
-        unverified=MappingProxyType({}), calibration=MappingProxyType(calibration),
-        path=None, measured=True,
-    )

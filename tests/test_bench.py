@@ -104,7 +104,7 @@ def test_a_missing_synchronize_is_caught_by_the_roofline():
     start = time.perf_counter()
     torch.mm(a, a)                                        # launch only: no synchronize
     host_s = time.perf_counter() - start
-    peak = hf.spec_or_measure().peak_flops("bf16")
+    peak = bench.spec_or_measure().peak_flops("bf16")
     with pytest.raises(bench.RooflineViolation):
         bench.check_roofline(2 * n**3 / host_s, peak, "unsynchronised bf16 GEMM (FLOP/s)")
     torch.cuda.synchronize()

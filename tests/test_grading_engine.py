@@ -5,15 +5,19 @@ that touch the broken code, with a reason that says what happened."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from autograder import report
-from autograder.run import Limits, grade_target
+from autograder.engine import Limits, grade_target
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +49,7 @@ def _results(results):
 
 @pytest.fixture(scope="module")
 def reference_grade():
-    return grade_target(ROOT / "solutions", ["lesson12"])
+    return grade_target(ROOT / "solutions", ["lesson12"]).tests
 
 
 @pytest.mark.slow
@@ -60,8 +64,8 @@ def test_reference_gets_full_marks(reference_grade):
 def test_stubs_get_zero_each_with_not_implemented(reference_grade):
     """Every lesson: a test that passes on the untouched stubs (it only exercises given code)
     or fails with anything but the stub's message is a defect of the course."""
-    from autograder.run import available_lessons
-    results = grade_target(ROOT / "exercises", available_lessons(ROOT))
+    from autograder.engine import available_lessons
+    results = grade_target(ROOT / "exercises", available_lessons(ROOT)).tests
     assert {r.nodeid for r in results if r.lesson == "lesson12"} == \
         {r.nodeid for r in reference_grade}
     for r in results:
@@ -77,8 +81,8 @@ def test_same_submission_same_score_twice(reference_grade, tmp_path):
     target = _copy_solutions(tmp_path)
     _sabotage(target / "lesson12" / "batcher.py", "can_admit",
               "if request.id % 3 == 2:\n    return False")
-    first = report.to_json(report.by_lesson(grade_target(target, ["lesson12"])), "x")
-    second = report.to_json(report.by_lesson(grade_target(target, ["lesson12"])), "x")
+    first = report.to_json(report.by_lesson(grade_target(target, ["lesson12"]).tests), "x")
+    second = report.to_json(report.by_lesson(grade_target(target, ["lesson12"]).tests), "x")
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
     assert 0 < first["score"] < first["max_score"]
 
@@ -95,7 +99,7 @@ def test_crashes_hangs_exits_and_floods_cost_only_their_tests(reference_grade, t
               "while True:\n    print('x' * 100000)")
     _sabotage(lesson / "fragmentation.py", "contiguous_waste", "bytearray(10**13)")
     results = _results(grade_target(target, ["lesson12"],
-                                    Limits(timeout_s=30, file_mb=8, memory_mb=8192)))
+                                    Limits(timeout_s=30, file_mb=8, memory_mb=8192)).tests)
 
     def outcome(fragment):
         found = [r for nodeid, r in results.items() if fragment in nodeid]
@@ -134,7 +138,7 @@ def test_syntax_error_and_missing_function_are_reported(reference_grade, tmp_pat
     text = (lesson / "paged_attention.py").read_text()
     (lesson / "paged_attention.py").write_text(text.replace("def write_kv(", "def write_kv_renamed("))
     (lesson / "prompt_cache.py").unlink()
-    results = grade_target(target, ["lesson12"])
+    results = grade_target(target, ["lesson12"]).tests
     by_module: dict[str, set[str]] = {}
     for r in results:
         by_module.setdefault(r.nodeid.split("::")[0].rsplit("/", 1)[-1], set()).add(
@@ -167,7 +171,7 @@ def test_cli_reports_a_folder_without_lessons(tmp_path):
 
 
 def test_gradescope_output_shape(tmp_path):
-    from autograder.run import TestResult
+    from autograder.engine import TestResult
     rows = report.by_lesson([TestResult("exercises/lesson12/test_a.py::t", "lesson12", 2, False,
                                         "passed"),
                              TestResult("hidden/lesson12/test_b.py::u", "lesson12", 3, True,
@@ -179,13 +183,174 @@ def test_gradescope_output_shape(tmp_path):
     assert data["tests"][1]["output"] == "AssertionError: no"
 
 
+def _cold_cache_env(home: Path) -> dict[str, str]:
+    """The environment with every cache the course (or a library it uses) reads pointed at
+    ``home``, an empty folder: a fresh machine."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("COURSE_CACHE_DIR", "HF_HUB_CACHE", "TRANSFORMERS_CACHE",
+                        "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE", "TORCH_HOME",
+                        "TRITON_CACHE_DIR", "PYTHONPYCACHEPREFIX")}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), HF_HOME=str(home / "hf"),
+               TORCH_HOME=str(home / "torch"), PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+def _cold_home() -> Path:
+    """An empty folder outside /tmp (the grading child has a private /tmp, so a cache under
+    /tmp would hide the first-run failure this guards against)."""
+    base = Path.home()
+    private = ("/tmp", "/var/tmp", "/dev/shm")
+    if any(str(base.resolve()) == p or str(base.resolve()).startswith(p + "/") for p in private):
+        base = ROOT.parent
+    return Path(tempfile.mkdtemp(prefix="course-cold-cache-", dir=base))
+
+
 @pytest.mark.slow
-def test_every_lesson_of_the_reference_gets_full_marks_through_the_grader():
-    """The README's main command (`autograder grade solutions`) on every lesson: the graded,
-    isolated child must run the real model (from the read-only cache the grader fills first)
-    and the distributed ranks (no long-lived server a test could leave behind)."""
-    from autograder.run import available_lessons
-    results = grade_target(ROOT / "solutions", available_lessons(ROOT))
-    failed = [f"{r.nodeid}: {r.reason}" for r in results if r.outcome == "failed"]
-    assert not failed, "the reference fails graders:\n" + "\n".join(failed)
-    assert {r.lesson for r in results} == set(available_lessons(ROOT))
+def test_every_lesson_of_the_reference_gets_full_marks_through_the_grader(tmp_path):
+    """The README's main command (`autograder grade solutions`) on every lesson, on a cold
+    cache (a fresh machine: no model cache, no HOME of its own), as an instructor runs it:
+    the graded, isolated child must run the real model (from the read-only cache the grader
+    fills first) and the distributed ranks (no long-lived server a test could leave
+    behind), and give full marks the first time."""
+    from autograder.engine import available_lessons
+    home = _cold_home()
+    try:
+        out = tmp_path / "grades.json"
+        proc = subprocess.run([sys.executable, "-m", "autograder", "grade", "solutions",
+                               "--json", str(out)], capture_output=True, text=True, cwd=ROOT,
+                              env=_cold_cache_env(home))
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        data = json.loads(out.read_text())
+        failed = [f"{t['nodeid']}: {t['reason']}" for row in data["lessons"]
+                  for t in row["tests"] if t["outcome"] == "failed"]
+        assert not failed, "the reference fails graders on a cold cache:\n" + "\n".join(failed)
+        assert data["score"] == data["max_score"] > 0
+        assert {row["lesson"] for row in data["lessons"]} == set(available_lessons(ROOT))
+        # the cache really was cold, and was filled in the cold HOME
+        assert "converting it into the cache" in proc.stderr, proc.stderr[-2000:]
+        assert any((home / ".cache" / "llm-inference-course").glob("smollm2-weights-*"))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_cache_folder_that_cannot_be_written_gets_one_line(tmp_path, monkeypatch):
+    """A model cache the grader (or a learner) cannot write: one line saying what to do."""
+    from autograder.engine.model_cache import warm_model_cache
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    note = warm_model_cache(["lesson01"], ROOT, blocker / "cache")
+    assert note and "\n" not in note and "COURSE_CACHE_DIR" in note, note
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(blocker / "cache"))
+    from course import model
+    with pytest.raises(PermissionError, match="COURSE_CACHE_DIR") as err:
+        model.cache_dir()
+    assert "\n" not in str(err.value)
+
+
+def _hang_at_import(dest: Path) -> Path:
+    """The reference lesson 12 whose allocator module loops forever when imported."""
+    target = _copy_solutions(dest)
+    path = target / "lesson12" / "allocator.py"
+    path.write_text(path.read_text().replace(
+        "from __future__ import annotations\n",
+        "from __future__ import annotations\nwhile True:\n    pass\n", 1))
+    assert "while True" in path.read_text()
+    return target
+
+
+@pytest.mark.slow
+def test_a_hang_at_import_costs_one_time_limit_once(reference_grade, tmp_path):
+    """A module that never finishes importing is waited out once; every other test that
+    needs it fails at once with that reason, the others are unaffected."""
+    target = _hang_at_import(tmp_path)
+    graded = grade_target(target, ["lesson12"], Limits(timeout_s=20, collect_timeout_s=20))
+    waited = {r.nodeid.split("::")[0] for r in graded.tests
+              if r.reason.startswith("importing the code did not finish in 20 s")}
+    assert len(waited) == 1, f"the hang was waited out in {len(waited)} test modules: {waited}"
+    refused = [r for r in graded.tests if "lesson12/allocator.py: importing the code did not "
+               "finish in 20 s" in r.reason and "not imported again" in r.reason]
+    assert refused, "later test modules should refuse the module that hung"
+    reference = _results(reference_grade)
+    hit = waited | {r.nodeid.split("::")[0] for r in refused}
+    for r in graded.tests:
+        if r.nodeid.split("::")[0] in hit:
+            assert r.outcome == "failed", r.nodeid
+        else:  # modules that never import the allocator
+            assert r.outcome == reference[r.nodeid].outcome, (r.nodeid, r.reason)
+    assert graded.budget is None
+
+
+def test_the_time_budget_ends_a_submission_with_a_note(tmp_path):
+    """When the submission's total budget runs out, the tests not run score zero and the
+    table says why."""
+    target = _hang_at_import(tmp_path)
+    out = tmp_path / "grades.json"
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(target),
+                           "--lesson", "12", "--timeout", "300", "--budget", "3",
+                           "--json", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "time budget: the submission's time budget of 3 s ran out" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["score"] == 0 and "ran out" in data["budget"]
+    reasons = {t["reason"] for row in data["lessons"] for t in row["tests"]
+               if t["outcome"] == "failed"}
+    assert reasons and all("time budget of 3 s ran out" in x for x in reasons), reasons
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_the_grader_stops_its_child(tmp_path, sig):
+    """SIGTERM (``timeout``, a batch system) or Ctrl-C to the grader while its child spins
+    in a hang: the child dies with it, nothing is left behind."""
+    target = _hang_at_import(tmp_path)
+    grader = subprocess.Popen([sys.executable, "-m", "autograder", "grade", str(target),
+                               "--lesson", "12", "--timeout", "600"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, children = time.monotonic() + 240, []
+        while time.monotonic() < deadline and grader.poll() is None:
+            children = [c for c in _children_of(grader.pid) if _alive(c)
+                        and "--record" in _cmdline(c) and "--collect-only" not in _cmdline(c)]
+            if children:  # a child that runs the tests (not the collection one)
+                time.sleep(2)  # let it reach the hang
+                break
+            time.sleep(0.2)
+        assert children, "the grader never started a child"
+        grader.send_signal(sig)
+        grader.wait(timeout=60)
+        time.sleep(0.5)
+        left = [c for c in children if _alive(c)]
+        assert not left, f"grading child(ren) {left} outlived the grader"
+    finally:
+        if grader.poll() is None:
+            grader.kill()
+            grader.wait()

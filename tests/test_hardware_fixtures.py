@@ -199,11 +199,12 @@ def test_current_is_none_without_cuda(monkeypatch):
 
 def test_spec_or_measure_needs_cuda(monkeypatch):
     import torch
+    from course import bench
     from course.bench import CudaUnavailableError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(CudaUnavailableError, match="needs a CUDA GPU"):
-        hf.spec_or_measure()
+        bench.spec_or_measure()
 
 
 # --- malformed files: the error names the file and the key --------------------------------
@@ -267,7 +268,7 @@ def test_spec_or_measure_uses_the_fixture_or_measures_an_unknown_gpu(monkeypatch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 PCIe")
-    assert hf.spec_or_measure().key == "h100_pcie"
+    assert bench.spec_or_measure().key == "h100_pcie"
 
     props = SimpleNamespace(name="Tesla T4", major=7, minor=5, multi_processor_count=40,
                             L2_cache_size=4 * MiB, total_memory=15 * GiB)
@@ -276,7 +277,7 @@ def test_spec_or_measure_uses_the_fixture_or_measures_an_unknown_gpu(monkeypatch
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda *a: props)
     monkeypatch.setattr(bench, "measure_copy_bandwidth", lambda nbytes: 2.5e11)
     monkeypatch.setattr(bench, "measure_gemm_flops", lambda n, dtype: 5e13)
-    spec = hf.spec_or_measure()
+    spec = bench.spec_or_measure()
     assert spec.measured and spec.key == "measured" and spec.name == "Tesla T4"
     assert spec.memory_bandwidth_bytes_per_s == 2.5e11 and spec.peak_flops("bf16") == 5e13
     assert spec.ridge_point("bf16") == 200.0

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from autograder import report
-from autograder.run import Limits, decide_isolation, grade_target
+from autograder.engine import Limits, decide_isolation, grade_target
 
 ROOT = Path(__file__).resolve().parent.parent
 ATTACKS = ROOT / "tests" / "attacks"
@@ -107,7 +107,7 @@ def _attacked(nodeid: str, prefixes: set[str]) -> bool:
 def reference():
     """The reference passes every test that is not skipped (tests/test_grading_engine.py
     checks that); collected here without running anything."""
-    from autograder.run import build_workspace, collect, _copy_py
+    from autograder.engine import build_workspace, collect, copy_py as _copy_py
     ws = build_workspace(ROOT / "solutions", ["lesson12"])
     try:
         _copy_py(ROOT / "exercises" / "lesson12", ws.root / "stubs" / "lesson12",
@@ -132,7 +132,7 @@ def attacked(reference, tmp_path_factory):
     attacks = [a for a in EXPECTED if ISOLATED or a not in NEEDS_ISOLATION]
     target = build_submission(tmp_path_factory.mktemp("attacks"), attacks)
     results = grade_target(target, ["lesson12"], Limits(timeout_s=15, file_mb=8, disk_mb=48,
-                                                         processes=96))
+                                                         processes=96)).tests
     sleepers = _sleepers()
     for line in sleepers:  # an unisolated run cannot kill a daemon: do not leave it behind
         os.kill(int(line.split()[0]), 9)
@@ -194,7 +194,7 @@ def test_isolated_child_cannot_read_the_reference_and_leaves_no_process(attacked
 
 
 def test_conftest_and_test_files_of_a_submission_are_not_used(tmp_path):
-    from autograder.run import build_workspace
+    from autograder.engine import build_workspace
     target = build_submission(tmp_path / "sub", ["plugin_and_conftest"])
     (target / "lesson12" / "test_extra.py").write_text("def test_free_points():\n    pass\n")
     ws = build_workspace(target, ["lesson12"])
@@ -204,3 +204,27 @@ def test_conftest_and_test_files_of_a_submission_are_not_used(tmp_path):
         assert not list(ws.tests.rglob("test_extra.py"))
     finally:
         shutil.rmtree(ws.root)
+
+
+def test_every_course_module_is_guarded(request, monkeypatch):
+    """Each module of course/ (found on disk, not from the guard's own list) is snapshotted:
+    replacing one of its functions is caught, so a new helper needs no change to the guard."""
+    import importlib
+    import inspect
+
+    from autograder.guard import Guard, course_modules
+    on_disk = {f"course.{p.stem}" for p in (ROOT / "course").glob("*.py") if p.stem != "__init__"}
+    assert on_disk <= set(course_modules())
+    guard = Guard(request.config.pluginmanager, request.config.hook)
+    guard.snapshot()
+    for name in sorted(on_disk):
+        module = importlib.import_module(name)
+        own = [n for n, v in vars(module).items() if not n.startswith("__")
+               and inspect.isfunction(v) and v.__module__ == name]
+        assert own, f"{name} defines no function to try"
+        with monkeypatch.context() as m:
+            m.setattr(module, own[0], lambda *a, **k: None)
+            changed = guard.check()
+        assert any(name in line and own[0] in line for line in changed), \
+            f"replacing {name}.{own[0]} went unnoticed: {changed}"
+        guard.restore()

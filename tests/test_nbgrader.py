@@ -4,7 +4,7 @@ One end-to-end test builds a course for lesson 12 with ``autograder nbgrader ini
 the real nbgrader 0.9.6 commands on three submissions: the reference (full marks), the
 untouched stubs (zero, although the notebook tries to redefine the grader) and a partial one
 (a correct allocator and block table, a syntax error, a missing function, an infinite loop and
-a crash elsewhere) whose per-cell scores must equal what ``autograder.run.grade_target`` gives
+a crash elsewhere) whose per-cell scores must equal what ``autograder.engine.grade_target`` gives
 the same files. It is one test, not several, so that ``pytest -n 2`` does not build the
 course twice. The smaller tests run a generated notebook cell with nbclient: stderr noise does
 not zero a cell, and a learner's machine without the hidden graders gets a note and 0.
@@ -32,7 +32,7 @@ nbclient = pytest.importorskip("nbclient")
 from autograder import cli  # noqa: E402
 from autograder.nbgrader import (Group, build_notebook, learner_files,  # noqa: E402
                                  setup_source)
-from autograder.run import REPO_ROOT, Limits, grade_target  # noqa: E402
+from autograder.engine import REPO_ROOT, Limits, grade_target  # noqa: E402
 
 LESSON = "lesson12"
 TIMEOUT_S = 30  # per test while autograding; the infinite loop costs this once.
@@ -53,12 +53,20 @@ def _jupyter_env(root: Path) -> dict[str, str]:
                JUPYTER_CONFIG_DIR=str(root / "config"),
                JUPYTER_PLATFORM_DIRS="1",
                AUTOGRADER_TIMEOUT_S=str(TIMEOUT_S))
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    # No activated virtual environment: its bin folder is not on PATH (the README calls
+    # `.venv/bin/nbgrader` as it is), and this checkout's code is the one under test.
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if p and os.path.realpath(p) != os.path.realpath(venv_bin))
+    env.pop("VIRTUAL_ENV", None)
+    env["PYTHONPATH"] = str(REPO_ROOT)
     return env
 
 
 def _nbgrader(course: Path, env: dict, *args: str, timeout: float = 900) -> str:
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
+    """``.venv/bin/nbgrader ARGS`` as the README writes it (no activated venv)."""
+    command = Path(sys.executable).parent / "nbgrader"
+    proc = subprocess.run([str(command), *args], cwd=course, env=env,
                           capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{out[-4000:]}"
@@ -134,7 +142,7 @@ def _add_tamper_cell(notebook: Path) -> None:
 
 def _expected(folder: Path) -> dict[str, float]:
     """Points per test module from the engine itself (what `autograder grade` gives)."""
-    results = grade_target(folder, [LESSON], Limits(timeout_s=TIMEOUT_S))
+    results = grade_target(folder, [LESSON], Limits(timeout_s=TIMEOUT_S)).tests
     out: dict[str, float] = {}
     for r in results:
         if r.outcome != "skipped":
@@ -246,7 +254,7 @@ def test_nbgrader_end_to_end(tmp_path):
 
 def _run_notebook(cells, tmp_path, monkeypatch):
     env = _jupyter_env(tmp_path / "jupyter")
-    for key in ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR", "JUPYTER_CONFIG_DIR"):
+    for key in ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR", "JUPYTER_CONFIG_DIR", "PYTHONPATH"):
         monkeypatch.setenv(key, env[key])
     nb = nbformat.v4.new_notebook(cells=cells)
     work = tmp_path / "work"
@@ -273,7 +281,7 @@ def test_stderr_while_grading_does_not_zero_a_cell(tmp_path, monkeypatch):
     noisy = nbformat.v4.new_code_cell(
         "import os, sys, warnings\n"
         "import autograder.nb as nb\n"
-        "from autograder.run import TestResult\n"
+        "from autograder.engine import TestResult\n"
         "def noisy_grader(folder, lesson):\n"
         "    warnings.warn('a torch-style UserWarning', UserWarning)\n"
         "    print('noise on sys.stderr', file=sys.stderr)\n"
@@ -302,8 +310,8 @@ def test_without_hidden_graders_a_cell_says_so_and_scores_zero(tmp_path, monkeyp
     cells = [
         nbformat.v4.new_code_cell(setup_source(LESSON)),
         # a learner's install: the course's package without autograder/hidden
-        nbformat.v4.new_code_cell(f"import autograder.run\nfrom pathlib import Path\n"
-                                  f"autograder.run.REPO_ROOT = Path({str(empty)!r})"),
+        nbformat.v4.new_code_cell(f"import autograder.engine\nfrom pathlib import Path\n"
+                                  f"autograder.engine.REPO_ROOT = Path({str(empty)!r})"),
         _graded_cell("hidden/lesson12/test_allocator_stateful.py", 8),
         # no course package at all: the setup cell's fallback
         nbformat.v4.new_code_cell("import sys\nsys.modules['autograder.nb'] = None\n"

@@ -42,6 +42,7 @@ def test_release_holds_what_learners_need_and_nothing_else(built):
                    "README.md", "pyproject.toml", ".gitignore", ".github"}, top
     assert {p.name for p in (built / "autograder").iterdir()} == {"__init__.py",
                                                                   "pytest_impl.py",
+                                                                  "shared.py",
                                                                   "selfcheck.py"}
     assert not (built / "course" / "llama_reference.py").exists(), "the instructor's oracle"
     assert {p.name for p in (built / "course").glob("*.py")} == {
@@ -189,7 +190,7 @@ def test_release_installs_alone_and_its_stubs_fail_cleanly(built, tmp_path):
          "print(autograder.__file__, course.__file__, exercises.__file__, "
          "hardware_fixtures.__file__)\n"
          "import importlib.util as u\n"
-         "print([m for m in ('solutions', 'autograder.run', 'autograder.hidden', "
+         "print([m for m in ('solutions', 'autograder.engine', 'autograder.hidden', "
          "'autograder.recorder') if u.find_spec(m)])"],
         cwd=repo, capture_output=True, text=True, env=clean)
     assert probe.returncode == 0, probe.stderr
