@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -161,6 +162,10 @@ def grade_class(folder: Path, out: Path, lessons: list[str] | None = None,
             f"{budget} MB; using {fit} jobs")
         jobs = fit
     jobs = max(1, min(jobs, 16))  # worker uids come in blocks of 16
+    if jobs > 1 and not limits.threads:
+        # Each child gets its share of the cores. torch's default (a thread per core in every
+        # child) oversubscribes the machine, and a heavy grader then runs many times slower.
+        limits = dataclasses.replace(limits, threads=max(1, (os.cpu_count() or 1) // jobs))
     fingerprint = course_fingerprint(lessons, limits)
     note = warm_model_cache(lessons, log=log)  # once, before the workers start
     if note:

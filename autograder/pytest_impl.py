@@ -162,7 +162,22 @@ def pytest_load_initial_conftests(early_config, parser, args):
     _register_hypothesis_profiles()
 
 
+def _share_the_cores() -> None:
+    """Under pytest-xdist, give each worker its share of the cores for torch's thread pool.
+
+    By default every worker starts a thread per core, so ``-n 2`` on two cores runs four busy
+    threads, and a heavy test slows down many times over on a loaded machine. An explicit
+    ``OMP_NUM_THREADS`` wins.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _share_the_cores()
     root = resolve_impl(config.getoption("impl"), Path(str(config.rootpath)))
     config._course_impl = root  # type: ignore[attr-defined]
     install(root, json.loads(os.environ.get(BROKEN_ENV) or "{}"))
