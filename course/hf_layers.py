@@ -49,10 +49,12 @@ def hf_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tens
 
 
 @functools.lru_cache(maxsize=8)
-def _rotary(cfg: LlamaConfig) -> Any:
+def _rotary(cfg: LlamaConfig, device: torch.device) -> Any:
+    """The rotary module on ``device``: its inverse frequencies live there, so a call copies
+    nothing from the host (no sync per call, and a decode step can be captured in a CUDA graph)."""
     from course.model import hf_config
 
-    return _modeling_llama().LlamaRotaryEmbedding(config=hf_config(cfg))
+    return _modeling_llama().LlamaRotaryEmbedding(config=hf_config(cfg)).to(device)
 
 
 def hf_rope_cos_sin(cfg: LlamaConfig, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +70,7 @@ def hf_rope_cos_sin(cfg: LlamaConfig, positions: torch.Tensor) -> tuple[torch.Te
                          f"of shape {tuple(positions.shape)}")
     like = torch.empty(0, dtype=torch.float32, device=positions.device)
     with torch.no_grad():
-        cos, sin = _rotary(cfg)(like, positions[None, :])
+        cos, sin = _rotary(cfg, positions.device)(like, positions[None, :])
     return cos[0], sin[0]
 
 

@@ -54,25 +54,25 @@ def _outcomes_path() -> Path:
     return _FOLDER[0] / "outcomes.jsonl"
 
 
-@pytest.fixture
-def gpu_repeat_run(request):
-    """The round this call belongs to; files the figures recorded during it by round."""
-    os.environ["COURSE_BENCH_OUT"] = str(_FOLDER[0] / f"run{request.param:02d}.jsonl")
-    return request.param
-
-
 def pytest_generate_tests(metafunc):
     runs = metafunc.config.getoption("--repeat-runs")
     if runs < 1:
         raise pytest.UsageError(f"--repeat-runs must be at least 1, got {runs}")
     metafunc.fixturenames.append(RUN_PARAM)
-    metafunc.parametrize(RUN_PARAM, range(1, runs + 1), indirect=True,
+    metafunc.parametrize(RUN_PARAM, range(1, runs + 1),
                          ids=[f"run{k}" for k in range(1, runs + 1)])
 
 
 def _round(item) -> int:
     callspec = getattr(item, "callspec", None)
     return callspec.params.get(RUN_PARAM, 1) if callspec else 1
+
+
+def pytest_runtest_setup(item):
+    """File the figures recorded during this call under its round (a hook, not a fixture: a
+    name added to ``metafunc.fixturenames`` in pytest_generate_tests never gets its fixture
+    function called)."""
+    os.environ["COURSE_BENCH_OUT"] = str(_FOLDER[0] / f"run{_round(item):02d}.jsonl")
 
 
 def pytest_collection_modifyitems(items):
