@@ -29,13 +29,13 @@ from course.testing import assert_close
 from exercises.lesson03.phases import decode_step, prefill
 
 # The captured decode step may take at most THRESHOLD x (weight bytes / copy bandwidth).
-# PROVISIONAL, set by reasoning until tools/gpu_repeat.sh has run on an H200: the step is 7
-# GEMVs per layer that stream 1.71 GB (about 0.41 ms at 4.2 TB/s) plus about 50 small kernels
-# (norms, RoPE, attention over 64 tokens) of a few microseconds each, so the reference should
-# read 1.2-1.8x. A step that upcasts the weights to float32 reads 2 B, writes 4 B and reads 4 B
-# per parameter (5x the floor or more); a Python loop over the vocabulary is 32000 kernels.
-# 3.0 leaves a wide margin over the reference and stays well below the upcast.
-THRESHOLD = 3.0
+# The step is 7 GEMVs per layer that stream 1.71 GB (about 0.41 ms at 4.2 TB/s) plus about 50
+# small kernels (norms, RoPE, attention over 64 tokens). The reference read 1.226-1.245x in ten
+# runs on an H200 (2026-11-30, torch 2.11.0+cu130; hardware_fixtures/h200_sxm.toml); the eager
+# step of the same runs read 1.68-3.47x, which is why the grader times a graph replay. A step
+# that upcasts the weights to float32 reads 2 B, writes 4 B and reads 4 B per parameter (5x the
+# floor or more; planted in tests/mutations/lesson03.py and caught). 1.6 leaves a 28% margin.
+THRESHOLD = 1.6
 CFG = LlamaConfig(name="gemv-2L-8192d", n_layers=2, d_model=8192, n_heads=64, n_kv_heads=8,
                   d_head=128, d_ff=28672, vocab_size=32000, rope_theta=10000.0, rms_eps=1e-5,
                   tie_embeddings=False, max_position=4096)

@@ -46,12 +46,17 @@ def test_append_time_is_flat_in_cached_tokens():
     written = 2 * 8 * 8 * 128 * 2  # bytes of one token's K and V for the batch
     check_roofline(written / t_long.median_s, copy_bw, "append bytes written per second",
                    tolerance=0.15)
-    ratio = t_long.median_s / t_short.median_s
+    # The fastest of 50 calls: an append is a few microseconds of GPU work, so a median can
+    # catch a stall of the host (one of ten runs on an H200 read 3.2x that way); a copy of the
+    # cache is GPU work that every call pays, the fastest too.
+    ratio = t_long.min_s / t_short.min_s
     figures = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
                "append_1k_median_s": t_short.median_s, "append_32k_median_s": t_long.median_s,
+               "append_1k_min_s": t_short.min_s, "append_32k_min_s": t_long.min_s,
                "ratio_32k_to_1k": ratio, "copy_bytes_per_s": copy_bw}
     record("lesson04.append_flat", figures)
     assert ratio <= THRESHOLD, (
-        f"one append took {t_short.median_s * 1e6:.1f} us after 1k tokens but "
-        f"{t_long.median_s * 1e6:.1f} us after 32k ({ratio:.2f}x; at most {THRESHOLD}x). "
+        f"one append took {t_short.min_s * 1e6:.1f} us after 1k tokens but "
+        f"{t_long.min_s * 1e6:.1f} us after 32k (fastest of 50 each; {ratio:.2f}x; at most "
+        f"{THRESHOLD}x). "
         "Write into the preallocated buffers; never concatenate or copy what is cached.")
