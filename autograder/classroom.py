@@ -82,7 +82,10 @@ def _hash_files(h, root: Path, paths) -> None:
 
 
 def course_fingerprint(lessons: list[str], limits: Limits, course_root: Path = REPO_ROOT) -> str:
-    h = hashlib.sha256(json.dumps(asdict(limits), sort_keys=True).encode())
+    # Threads change how fast a child runs, never what it scores: a run resumed with another
+    # --jobs (and so another share of the cores) still reuses the reports already written.
+    settings = {k: v for k, v in asdict(limits).items() if k != "threads"}
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     files = sorted({path for pattern in ENGINE_FILES
                     for path in (course_root / "autograder").glob(pattern) if path.is_file()})
     for lesson in lessons:

@@ -4,6 +4,7 @@ that touch the broken code, with a reason that says what happened."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -26,6 +27,35 @@ def _copy_solutions(dest: Path, lesson: str = "lesson12") -> Path:
     shutil.copytree(ROOT / "solutions" / lesson, dest / lesson,
                     ignore=shutil.ignore_patterns("__pycache__"))
     return dest
+
+
+def _tests_reaching(functions: set[str], lesson: str) -> dict[tuple[str, str], set[str]]:
+    """For each test of the lesson (visible and hidden), keyed by (file name, test name), the
+    names in ``functions`` it reaches: in its body, or through a helper or fixture of its own
+    module. A new test that calls a sabotaged function is then expected to fail, by reading."""
+    paths = [*(ROOT / "exercises" / lesson).glob("test_*.py"),
+             *(ROOT / "autograder" / "hidden" / lesson).glob("test_*.py")]
+    found = {}
+    for path in paths:
+        refs: dict[str, set[str]] = {}
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                refs[node.name] = ({n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+                                   | {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+                                   | {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)})
+
+        def reach(name: str, seen: set[str]) -> set[str]:
+            names = refs.get(name, set())
+            out = names & functions
+            for callee in (names & set(refs)) - seen:
+                seen.add(callee)
+                out |= reach(callee, seen)
+            return out
+
+        for name in refs:
+            if name.startswith("test_"):
+                found[(path.name, name)] = reach(name, {name})
+    return found
 
 
 def _sabotage(path: Path, function: str, body: str) -> None:
@@ -101,33 +131,29 @@ def test_crashes_hangs_exits_and_floods_cost_only_their_tests(reference_grade, t
     results = _results(grade_target(target, ["lesson12"],
                                     Limits(timeout_s=30, file_mb=8, memory_mb=8192)).tests)
 
-    def outcome(fragment):
-        found = [r for nodeid, r in results.items() if fragment in nodeid]
-        assert found, f"no test matches {fragment}"
-        return found
-
-    expected_failures = {
-        "test_slot_mapping_points_at_each_newest_token": "exited with code 3",
-        "test_slot_mapping_for_ragged_batch": "exited with code 3",
-        "test_write_kv_stores_tokens_at_their_slots": "segfault",
-        "test_write_kv_then_attend_roundtrip": "segfault",
-        "test_breakeven_matches_brute_force": "timed out",
-        "test_savings_and_breakeven_for_published_prices": "SystemExit",
-        "test_paged_waste_worked_example": "File too large",
-        "test_paging_wastes_less_than_a_block_per_sequence": "File too large",
-        "test_paged_waste_matches_brute_force": "File too large",
-        "test_contiguous_waste_worked_example": "MemoryError",
-    }
-    for fragment, reason in expected_failures.items():
-        for r in outcome(fragment):
-            assert r.outcome == "failed" and reason in r.reason, \
-                f"{r.nodeid}: expected a failure mentioning {reason!r}, got {r.outcome}: {r.reason}"
+    reasons = {"slot_mapping": "exited with code 3", "write_kv": "segfault",
+               "breakeven_hits": "timed out", "savings_fraction": "SystemExit",
+               "paged_waste": "File too large", "contiguous_waste": "MemoryError"}
+    reaching = _tests_reaching(set(reasons), "lesson12")
+    # Tests known to call each broken function: the reading above must find them all.
+    known = {"test_slot_mapping_points_at_each_newest_token", "test_slot_mapping_for_ragged_batch",
+             "test_write_kv_stores_tokens_at_their_slots", "test_write_kv_then_attend_roundtrip",
+             "test_breakeven_matches_brute_force", "test_savings_and_breakeven_for_published_prices",
+             "test_paged_waste_worked_example", "test_paging_wastes_less_than_a_block_per_sequence",
+             "test_paged_waste_matches_brute_force", "test_contiguous_waste_worked_example"}
+    affected = {test for (_, test), names in reaching.items() if names}
+    assert known <= affected, f"the reading missed {sorted(known - affected)}"
     reference = _results(reference_grade)
     for nodeid, r in results.items():
-        if any(f in nodeid for f in expected_failures):
-            continue
-        assert r.outcome == reference[nodeid].outcome, \
-            f"{nodeid} should not be affected by the broken functions: {r.outcome} {r.reason}"
+        key = (Path(nodeid.split("::", 1)[0]).name, nodeid.split("::")[-1].split("[")[0])
+        broken = reaching.get(key, set())
+        if broken:
+            assert r.outcome == "failed" and any(reasons[f] in r.reason for f in broken), \
+                f"{nodeid} calls {sorted(broken)}: expected a failure mentioning one of " \
+                f"{[reasons[f] for f in sorted(broken)]}, got {r.outcome}: {r.reason}"
+        else:
+            assert r.outcome == reference[nodeid].outcome, \
+                f"{nodeid} should not be affected by the broken functions: {r.outcome} {r.reason}"
 
 
 @pytest.mark.slow

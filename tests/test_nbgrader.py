@@ -140,15 +140,18 @@ def _add_tamper_cell(notebook: Path) -> None:
     nbformat.write(nb, notebook)
 
 
-def _expected(folder: Path) -> dict[str, float]:
-    """Points per test module from the engine itself (what `autograder grade` gives)."""
+def _expected(folder: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """Points per test module from the engine itself (what `autograder grade` gives), and the
+    most points each module's tests that ran could give."""
     results = grade_target(folder, [LESSON], Limits(timeout_s=TIMEOUT_S)).tests
     out: dict[str, float] = {}
+    most: dict[str, float] = {}
     for r in results:
         if r.outcome != "skipped":
             module = r.nodeid.split("::", 1)[0]
             out[module] = out.get(module, 0.0) + r.score
-    return out
+            most[module] = most.get(module, 0.0) + r.points
+    return out, most
 
 
 def test_nbgrader_end_to_end(tmp_path):
@@ -197,7 +200,7 @@ def test_nbgrader_end_to_end(tmp_path):
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         expected_future = pool.submit(_expected, students["partial"])
         _nbgrader(course, env, "autograde", LESSON)
-        expected = expected_future.result()
+        expected, most = expected_future.result()
     _nbgrader(course, env, "export")
     _nbgrader(course, env, "generate_feedback", LESSON)
 
@@ -205,7 +208,8 @@ def test_nbgrader_end_to_end(tmp_path):
         rows = {row["student_id"]: row for row in csv.DictReader(fh)}
     assert set(rows) == set(students)
     max_score = sum(float(c.metadata.nbgrader.points) for c in graded.values())
-    assert max_score == 69, "lesson 12's CPU graders carry 69 points"
+    assert max_score == sum(most.values()), \
+        "the graded cells carry the points that `autograder grade` gives the lesson's CPU tests"
     for row in rows.values():
         assert row["assignment"] == LESSON and float(row["max_score"]) == max_score
     assert float(rows["reference"]["score"]) == max_score, rows["reference"]
@@ -221,10 +225,13 @@ def test_nbgrader_end_to_end(tmp_path):
     by_module = {Group(m, 0, 0).grade_id: s for m, s in expected.items()}
     assert cells == pytest.approx(by_module)
     # the partial really is partial: full on what is right, zero where the code is broken
-    assert cells["visible_test_allocator"] == 5 and cells["hidden_test_block_table_edges"] == 7
+    full = {Group(m, 0, 0).grade_id: p for m, p in most.items()}
+    assert cells["visible_test_allocator"] == full["visible_test_allocator"] > 0
+    assert cells["hidden_test_block_table_edges"] == full["hidden_test_block_table_edges"] > 0
     assert cells["visible_test_costs"] == 0  # fragmentation.py does not even parse
-    assert 0 < cells["visible_test_paged_attention"] < 7  # write_kv loops forever
-    assert 0 < cells["visible_test_batcher"] < 5  # StaticBatcher.step kills the process
+    # write_kv loops forever on one input; StaticBatcher.step kills the process
+    assert 0 < cells["visible_test_paged_attention"] < full["visible_test_paged_attention"]
+    assert 0 < cells["visible_test_batcher"] < full["visible_test_batcher"]
     autograded = (course / "autograded" / "partial" / LESSON / f"{LESSON}.ipynb").read_text()
     assert "timed out after" in autograded and "SyntaxError" in autograded
     assert "TAMPER-CELL-RAN" not in autograded, "the learner's own cell ran while grading"
