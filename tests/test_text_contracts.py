@@ -326,15 +326,28 @@ def test_other_library_spans_still_exist():
         assert f"`{span}`" in (ROOT / "learning" / f"{lesson}.md").read_text(), (lesson, span)
 
 
+TABLE_ROW = re.compile(r"^\|\s*`\w+\.py`\s*\|([^|]*)\|", re.M)
+
+
+def table_declarations(text: str) -> set[str]:
+    """Code spans in the second cell of a "| `file.py` | `name(a, b)` | ..." row: a table of
+    what to implement declares each function with its parameters."""
+    return {span for cell in TABLE_ROW.findall(text) for span in re.findall(r"`([^`]+)`", cell)}
+
+
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_functions_named_in_the_text_exist_with_those_parameters(lesson):
     known = lesson_signatures(lesson)
     text = (ROOT / "learning" / f"{lesson}.md").read_text()
+    declared = table_declarations(text)
     problems = []
     for code, inline in code_pieces(text):
         if (lesson, code.strip()) in OTHER_LIBRARY:
             continue
         for name, args, declaration in calls(code, inline):
+            positional = [x for x in args if not re.match(r"^\w+\s*=(?!=)", x)]
+            declaration = declaration or (code in declared and inline and all(
+                re.fullmatch(r"\w+", x) for x in positional))
             if name not in known:
                 continue
             reasons = [signature_problem(args, params, variadic, declaration)
@@ -353,3 +366,11 @@ def test_signature_check_sees_a_renamed_parameter():
     assert signature_problem(args, params, False, decl) is None
     [(_, args, decl)] = list(calls("x = quantize_rtn(w[name], 4, groups=64)", inline=True))
     assert not decl and "keyword" in signature_problem(args, params, False, decl)
+
+
+def test_a_table_of_what_to_implement_declares_signatures():
+    text = "| `tp_layers.py` | `tp_mlp_forward(x, gate, up, down, group)` | one all-reduce |\n"
+    assert table_declarations(text) == {"tp_mlp_forward(x, gate, up, down, group)"}
+    params = ["x", "gate_shard", "up_shard", "down_shard", "group"]
+    [(_, args, _)] = list(calls("tp_mlp_forward(x, gate, up, down, group)", inline=True))
+    assert signature_problem(args, params, False, True)
