@@ -121,7 +121,8 @@ def decode_step(weights: Weights, cfg: LlamaConfig, token: torch.Tensor,
     Speed is part of this task: on a GPU a hidden grader captures one step in a CUDA graph and
     times its replay against the time to read the weights once (bf16, only the new token, the
     cache reused). Keep the step free of host synchronisation (``.item()``, ``.cpu()``,
-    printing a tensor): a step that cannot be captured is not timed.
+    printing a tensor, a tensor built on the CPU and moved over): a step that cannot be
+    captured fails that grader, as real engines capture their decode steps.
 
     Read: learning/lesson03.md#one-forward-two-phases
     """

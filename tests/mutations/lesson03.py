@@ -86,6 +86,15 @@ MUTATIONS = [
              "    weights = {name: t.float() for name, t in weights.items()}\n"
              "    hidden, cache = run_layers(weights, cfg, token[:, None], cache)\n",
              (GPU_DECODE,), gpu=True, kind="cost"),
+    Mutation("GPU: decode step checks its tokens on the host (.item() every step)", "lesson03",
+             "phases.py",
+             "    hidden, cache = run_layers(weights, cfg, token[:, None], cache)\n"
+             "    return hidden[:, -1] @",
+             "    if int(token.min().item()) < 0:\n"
+             "        raise ValueError(\"token ids must be >= 0\")\n"
+             "    hidden, cache = run_layers(weights, cfg, token[:, None], cache)\n"
+             "    return hidden[:, -1] @",
+             (GPU_DECODE,), gpu=True, kind="contract"),
 ]
 
 NOT_APPLICABLE = {
