@@ -6,6 +6,8 @@
     >>> match("NVIDIA H100 PCIe").key
     'h100_pcie'
 
+An NVIDIA fixture also has an [sm] table: the per-SM limits of its compute capability that
+the CUDA occupancy rules use (``GPUSpec.sm``, an ``SMLimits``); AMD fixtures have none.
 Every numeric key of a fixture needs an entry in its [sources] table (a string, or an inline
 table {source = "...", verified = false, note = "..."}); the loader refuses a file without one.
 `current()` finds the fixture of the GPU torch sees. This package only reads its files: it
