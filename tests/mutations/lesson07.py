@@ -35,7 +35,7 @@ MUTATIONS = [
              "regs_per_warp = _round_up(registers_per_thread * sm.threads_per_warp_count,\n"
              "                              sm.register_allocation_unit_count)",
              "regs_per_warp = registers_per_thread * sm.threads_per_warp_count",
-             (TABLE,), kind="logic"),
+             (TABLE, FILL), kind="logic"),
     Mutation("registers pooled over the SM instead of per sub-partition", "lesson07", "occupancy.py",
              "    warps_per_part = sm.registers_per_sm_count // parts // regs_per_warp\n"
              "    by_registers = warps_per_part * parts // warps_per_block\n",
@@ -48,7 +48,7 @@ MUTATIONS = [
     Mutation("shared memory not rounded to the 128 B unit", "lesson07", "occupancy.py",
              "                     sm.shared_memory_allocation_unit_bytes)",
              "                     1)",
-             (TABLE,), kind="logic"),
+             (TABLE,), kind="logic"),   # the 128 B unit changes the count only near a step
     Mutation("H100 warp limit hard-coded", "lesson07", "occupancy.py",
              "by_warps = sm.max_warps_per_sm_count // warps_per_block",
              "by_warps = 64 // warps_per_block",
