@@ -6,6 +6,8 @@
     >>> match("NVIDIA H100 PCIe").key
     'h100_pcie'
 
+An NVIDIA fixture also has an [sm] table: the per-SM limits of its compute capability that
+the CUDA occupancy rules use (``GPUSpec.sm``, an ``SMLimits``); AMD fixtures have none.
 Every numeric key of a fixture needs an entry in its [sources] table (a string, or an inline
 table {source = "...", verified = false, note = "..."}); the loader refuses a file without one.
 `current()` finds the fixture of the GPU torch sees. This package only reads its files: it
@@ -21,10 +23,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from hardware_fixtures.spec import GPUSpec, canonical_dtype
+from hardware_fixtures.spec import SM_INTS, SM_STRINGS, GPUSpec, SMLimits, canonical_dtype
 
 __all__ = [
-    "GPUSpec", "FixtureError", "UnknownGPUError", "FIXTURE_DIR", "canonical_dtype",
+    "GPUSpec", "SMLimits", "FixtureError", "UnknownGPUError", "FIXTURE_DIR", "canonical_dtype",
     "names", "load", "load_file", "all_specs", "match", "current", "spec_or_measure",
 ]
 
@@ -38,7 +40,7 @@ _LINK_FLOATS = ("gpu_link_bytes_per_s_per_direction", "pcie_x16_bytes_per_s_per_
 _REQUIRED_PEAKS = ("bf16", "fp16", "int8", "tf32", "fp32")
 _TOP_LEVEL = set(_STRINGS + _INTS + _FLOATS) | {
     "last_level_cache_bytes", "match", "exclude", "peak_flops_per_s", "interconnect", "sources",
-    "calibration",
+    "calibration", "sm",
 }
 
 
@@ -175,6 +177,7 @@ class _Parser:
         numbers["interconnect.pcie_generation"] = fields["pcie_generation"]
         for k in _LINK_FLOATS:
             fields[k] = numbers[f"interconnect.{k}"] = self.get(link, k, float, "interconnect.")
+        fields["sm"] = self.sm_limits(numbers)
         sources, unverified = self.sources(numbers)
         return GPUSpec(
             key=self.path.stem, match=self.strings("match"), exclude=self.strings("exclude"),
@@ -182,6 +185,25 @@ class _Parser:
             unverified=MappingProxyType(unverified), calibration=self.calibration(),
             path=self.path, **fields,
         )
+
+    def sm_limits(self, numbers: dict[str, float]) -> SMLimits | None:
+        """The optional [sm] table (NVIDIA only): every field of SMLimits, nothing else."""
+        table = self.doc.get("sm")
+        if table is None:
+            return None
+        if not isinstance(table, dict):
+            raise self.fail("sm", "expected a table")
+        for key in table:
+            if key not in SM_INTS + SM_STRINGS:
+                raise self.fail(f"sm.{key}", f"unknown key; expected one of {', '.join(SM_INTS + SM_STRINGS)}")
+        values: dict[str, Any] = {k: self.get(table, k, str, "sm.") for k in SM_STRINGS}
+        for k in SM_INTS:
+            values[k] = numbers[f"sm.{k}"] = self.get(table, k, int, "sm.")
+            if values[k] <= 0:
+                raise self.fail(f"sm.{k}", f"must be positive, got {values[k]}")
+        if values["compute_capability"] != self.doc.get("compute_capability"):
+            raise self.fail("sm.compute_capability", "differs from the file's compute_capability")
+        return SMLimits(**values)
 
     def sources(self, numbers: dict[str, float]) -> tuple[dict[str, str], dict[str, str]]:
         flat: dict[str, str] = {}

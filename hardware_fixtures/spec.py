@@ -35,6 +35,41 @@ def canonical_dtype(dtype: object) -> str:
 
 
 @dataclass(frozen=True)
+class SMLimits:
+    """What one streaming multiprocessor can hold at once: the limits of the CUDA occupancy rules.
+
+    Counts are of threads, warps, blocks and 32-bit registers; sizes are bytes. Registers are
+    given to a warp in units of `register_allocation_unit_count` and split evenly over the SM's
+    `sub_partitions_per_sm_count` partitions; shared memory is given to a block in units of
+    `shared_memory_allocation_unit_bytes`, after adding the driver's
+    `reserved_shared_memory_per_block_bytes`. `shared_memory_per_sm_bytes` is the largest
+    carveout of the unified L1 / shared memory (`l1_and_shared_memory_per_sm_bytes`).
+    """
+
+    compute_capability: str
+    threads_per_warp_count: int
+    max_threads_per_block_count: int
+    max_threads_per_sm_count: int
+    max_warps_per_sm_count: int
+    max_blocks_per_sm_count: int
+    registers_per_sm_count: int
+    max_registers_per_block_count: int
+    max_registers_per_thread_count: int
+    register_allocation_unit_count: int
+    register_allocation_granularity: str          # "warp"
+    sub_partitions_per_sm_count: int
+    shared_memory_per_sm_bytes: int
+    max_shared_memory_per_block_bytes: int
+    reserved_shared_memory_per_block_bytes: int
+    shared_memory_allocation_unit_bytes: int
+    l1_and_shared_memory_per_sm_bytes: int
+
+
+SM_INTS = tuple(name for name, kind in SMLimits.__annotations__.items() if kind == "int")
+SM_STRINGS = tuple(name for name, kind in SMLimits.__annotations__.items() if kind == "str")
+
+
+@dataclass(frozen=True)
 class GPUSpec:
     """A GPU's datasheet figures (dense peaks, per-direction links) and optional calibration.
 
@@ -65,6 +100,7 @@ class GPUSpec:
     sources: Mapping[str, str]
     unverified: Mapping[str, str] = field(default_factory=dict)
     calibration: Mapping[str, Any] | None = None  # measured rates, command, date; None if none
+    sm: SMLimits | None = None                # per-SM occupancy limits; None for AMD (CUs differ)
     path: Path | None = None                  # the TOML it came from; None when measured
     measured: bool = False                    # True: built by spec_or_measure on an unknown GPU
 

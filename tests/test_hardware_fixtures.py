@@ -335,3 +335,67 @@ def test_device_reported_memory_is_within_two_percent_under_the_binary_figure(ke
     got = s.calibration[reported]
     assert 0.98 * s.memory_bytes <= got <= s.memory_bytes
     assert got > s.memory_bytes / GiB * 1e9
+
+
+# --- per-SM limits (lesson 07's occupancy rules) -------------------------------------------
+
+NVIDIA = sorted(k for k in EXPECTED if k != "mi300x")
+KiB = 2**10
+
+
+@pytest.mark.parametrize("key", NVIDIA)
+def test_every_nvidia_fixture_has_consistent_sm_limits(key):
+    """Bug caught: a warp count that disagrees with the thread count, a per-block shared-memory
+    limit that forgets the 1 KiB the driver reserves, or a limit copied from another
+    compute capability."""
+    s = SPECS[key]
+    sm = s.sm
+    assert sm is not None, f"{key}: NVIDIA fixture without an [sm] table"
+    assert sm.compute_capability == s.compute_capability
+    assert sm.threads_per_warp_count == 32
+    assert sm.max_warps_per_sm_count * 32 == sm.max_threads_per_sm_count
+    assert sm.max_threads_per_block_count == 1024 and sm.max_registers_per_thread_count == 255
+    assert sm.registers_per_sm_count == sm.max_registers_per_block_count == 64 * KiB
+    assert sm.register_allocation_granularity == "warp"
+    assert sm.reserved_shared_memory_per_block_bytes == 1 * KiB
+    assert sm.max_shared_memory_per_block_bytes + 1 * KiB == sm.shared_memory_per_sm_bytes, \
+        f"{key}: the per-block opt-in limit is the SM's shared memory less the 1 KiB reservation"
+    assert sm.shared_memory_per_sm_bytes < sm.l1_and_shared_memory_per_sm_bytes
+    assert sm.shared_memory_per_sm_bytes % KiB == 0
+    missing = [f"sm.{k}" for k in hf.spec.SM_INTS if f"sm.{k}" not in s.sources]
+    assert not missing, f"{key}: per-SM limits without a source: {missing}"
+
+
+@pytest.mark.parametrize("cc, threads, blocks, smem_kib", [
+    ("8.0", 2048, 32, 164), ("8.6", 1536, 16, 100), ("8.9", 1536, 24, 100),
+    ("9.0", 2048, 32, 228), ("10.0", 2048, 32, 228),
+])
+def test_sm_limits_follow_the_compute_capability(cc, threads, blocks, smem_kib):
+    """The CUDA C++ Programming Guide's table, one column per compute capability: every fixture
+    of that capability carries the same per-SM limits."""
+    same = [s for s in SPECS.values() if s.compute_capability == cc]
+    assert same, cc
+    for s in same:
+        assert (s.sm.max_threads_per_sm_count, s.sm.max_blocks_per_sm_count,
+                s.sm.shared_memory_per_sm_bytes) == (threads, blocks, smem_kib * KiB), s.key
+
+
+def test_amd_has_no_sm_table():
+    """MI300X compute units follow other rules (64-wide wavefronts, per-SIMD register files):
+    the loader leaves `sm` empty rather than inventing NVIDIA limits."""
+    assert SPECS["mi300x"].sm is None
+    assert SPECS["mi300x"].compute_unit == "CU"
+
+
+@pytest.mark.parametrize("old, new, key", [
+    ("max_blocks_per_sm_count = 24\n", "", "sm.max_blocks_per_sm_count"),
+    ("max_blocks_per_sm_count = 24", "max_blocks_per_sm_count = 0", "sm.max_blocks_per_sm_count"),
+    ("max_blocks_per_sm_count = 24", "max_block_per_sm_count = 24", "sm.max_block_per_sm_count"),
+    ('[sm]                                  # per-SM limits of compute capability 8.9 (occupancy rules)\ncompute_capability = "8.9"',
+     '[sm]\ncompute_capability = "9.0"', "sm.compute_capability"),
+])
+def test_malformed_sm_table_names_the_key(tmp_path, old, new, key):
+    path = _write(tmp_path, _fixture_text(**{old: new}))
+    with pytest.raises(hf.FixtureError) as info:
+        hf.load_file(path)
+    assert f"'{key}'" in str(info.value), str(info.value)

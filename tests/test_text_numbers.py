@@ -279,3 +279,21 @@ def test_lesson06_plans_from_the_fixture_capacity():
     h100 = hf.load("h100_sxm")
     text = _text("lesson06.md")
     assert f"floor({h100.memory_bytes:,} x 0.9) = {int(h100.memory_bytes * 0.9):,} B" in text
+
+
+def test_lesson07_occupancy_example_uses_the_fixture_limits():
+    """The worked occupancy example in lesson 07 is recomputed from the H100 fixture's [sm]
+    table: if a limit changes there, the text's arithmetic must change with it."""
+    sm = hf.load("h100_sxm").sm
+    text = " ".join(_text("lesson07.md").split())
+    regs_per_warp = -(-33 * 32 // 256) * 256                                  # 1280
+    quarter = sm.registers_per_sm_count // sm.sub_partitions_per_sm_count      # 16,384
+    warps = quarter // regs_per_warp * sm.sub_partitions_per_sm_count          # 48
+    assert (regs_per_warp, quarter, warps) == (1280, 16_384, 48)
+    assert f"a quarter of the register file ({quarter:,}) holds {quarter:,} // {regs_per_warp} = 12 warps, the SM {warps}" in text
+    assert f"{sm.shared_memory_per_sm_bytes:,} // 1024 = **228**" in text
+    reserved = sm.reserved_shared_memory_per_block_bytes
+    blocks = sm.shared_memory_per_sm_bytes // (45 * 1024 + reserved)
+    assert f"{sm.shared_memory_per_sm_bytes:,} // (46,080 + {reserved}) = {blocks} blocks" in text
+    assert warps / sm.max_warps_per_sm_count == 0.75
+    assert f"occupancy {warps} / {sm.max_warps_per_sm_count} = 0.75" in text
