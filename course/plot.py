@@ -93,8 +93,8 @@ def plot(path: str | Path, *, lines: Sequence[Line] = (), points: Sequence[Marke
          title: str = "", xlabel: str = "", ylabel: str = "", loglog: bool = True) -> PlotData:
     """Draw `lines` and `points` on one pair of axes and save a PNG at `path`.
 
-    Each line gets a legend entry and its label written at its last point; each point is a dot
-    with its label beside it. With `loglog` (the default) both axes are logarithmic, so every
+    Each line gets a legend entry with its label; each point is a dot with its label beside it
+    (moved down, a line at a time, while it would cover another point's label). With `loglog` (the default) both axes are logarithmic, so every
     value must be positive and finite. Returns the `PlotData` drawn. Raises ValueError, before
     drawing anything, for a path that does not end in .png, an empty plot, repeated labels or a
     value a log axis cannot show.
@@ -124,12 +124,12 @@ def plot(path: str | Path, *, lines: Sequence[Line] = (), points: Sequence[Marke
         ax.set_xscale("log")
         ax.set_yscale("log")
     for line in lines:
-        (drawn,) = ax.plot(line.x, line.y, label=line.label, linewidth=2)
-        ax.annotate(line.label, (line.x[-1], line.y[-1]), xytext=(-4, 4),
-                    textcoords="offset points", ha="right", fontsize=8, color=drawn.get_color())
-    for i, point in enumerate(points):  # labels staggered so that close points stay readable
+        ax.plot(line.x, line.y, label=line.label, linewidth=2)
+    for point in points:
         ax.plot([point.x], [point.y], "o", markersize=6, color="black")
-        ax.annotate(point.label, (point.x, point.y), xytext=(6, (4, -10, -24)[i % 3]),
+    ax.autoscale_view()
+    for point, dy in zip(points, _label_offsets(ax, points, fig.dpi)):
+        ax.annotate(point.label, (point.x, point.y), xytext=(7, dy),
                     textcoords="offset points", fontsize=8)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
@@ -142,6 +142,25 @@ def plot(path: str | Path, *, lines: Sequence[Line] = (), points: Sequence[Marke
     fig.savefig(path, format="png")
     return PlotData(path=path, title=title, xlabel=xlabel, ylabel=ylabel, loglog=loglog,
                     lines=lines, points=points)
+
+
+def _label_offsets(ax, points: Sequence[Marker], dpi: float) -> list[float]:
+    """Vertical offsets (typographic points) that keep the points' labels from overlapping:
+    each label starts just above its dot and moves down a line while it would cover a label
+    already placed (labels are about 12 points tall; widths estimated from the text)."""
+    line, to_pt = 12.0, 72.0 / dpi
+    placed: list[tuple[float, float, float]] = []   # (x, y of the label's base, width) in points
+    offsets = [0.0] * len(points)
+    order = sorted(range(len(points)), key=lambda i: -points[i].y)
+    for i in order:
+        px, py = (v * to_pt for v in ax.transData.transform((points[i].x, points[i].y)))
+        width, dy = 5.0 * len(points[i].label), 3.0
+        while any(abs(py + dy - y) < line and px < x + w and x < px + width
+                  for x, y, w in placed):
+            dy -= line
+        placed.append((px, py + dy, width))
+        offsets[i] = dy
+    return offsets
 
 
 def _check_values(label: str, values: Sequence[float], loglog: bool) -> None:

@@ -285,14 +285,14 @@ def test_lesson11_ridges_and_operator_table_from_the_fixtures():
     """Every ridge point lesson 11 prints is peak / bandwidth of its fixture, and every row of
     its operator table is recomputed from the counting formulas and the H100's datasheet roofs,
     so a fixture change (or a miscount in the text) points here."""
-    text = _text("lesson11.md")
+    text, table = _text("lesson11.md"), (LEARNING / "lesson11.md").read_text()
     rows = {"a100_sxm_80gb": "A100 SXM4 80GB", "l4": "L4", "h100_sxm": "H100 SXM5 80GB",
             "h200_sxm": "H200 SXM 141GB", "b200": "B200 (HGX)"}
     for key, label in rows.items():
         spec = hf.load(key)
         bw = spec.memory_bandwidth_bytes_per_s
         row = re.search(rf"\| {re.escape(label)} \|([^\n]*?)\| ([\d.]+) FLOP/byte \| "
-                        rf"(?:([\d.]+) FLOP/byte|\(no FP8\)) \|", (LEARNING / "lesson11.md").read_text())
+                        rf"(?:([\d.]+) FLOP/byte|\(no FP8\)) \|", table)
         assert row, f"lesson 11's ridge table has no row for {label}"
         assert row.group(2) == f"{spec.peak_flops('bf16') / bw:.0f}", (label, row.group(2))
         if "fp8" in spec.peak_flops_per_s:

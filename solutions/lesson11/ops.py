@@ -40,7 +40,8 @@ def bytes_per_element(dtype: object) -> int:
     if isinstance(dtype, str):
         from hardware_fixtures.spec import canonical_dtype
         if canonical_dtype(dtype) not in names:
-            raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(names)} or a torch dtype")
+            raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(names)} "
+                             "or a torch dtype")
         dtype = names[canonical_dtype(dtype)]
     return torch.empty((), dtype=dtype).element_size()
 

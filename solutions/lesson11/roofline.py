@@ -13,6 +13,7 @@ Read: learning/lesson11.md#the-model
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -36,7 +37,7 @@ class OpSpec:
 
     def __post_init__(self):
         for what, value in (("flops", self.flops), ("nbytes", self.nbytes)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
                     or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"op {self.name!r}: {what} must be a positive finite number, "
                                  f"got {value!r}")
@@ -65,8 +66,10 @@ class Point:
 def check_rates(peak_flops: float, peak_bw: float) -> None:
     """Raise ValueError, in plain words, for a peak or bandwidth that is not a positive rate in
     FLOP/s or bytes/s (a bandwidth of 3.35 is TB/s written without its 1e12)."""
-    for what, unit, value in (("peak_flops", "FLOP/s", peak_flops), ("peak_bw", "bytes/s", peak_bw)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    rates = (("peak_flops", "FLOP/s", peak_flops), ("peak_bw", "bytes/s", peak_bw))
+    for what, unit, value in rates:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                or not math.isfinite(value):
             raise ValueError(f"{what} must be a finite number of {unit}, got {value!r}")
         if value <= 0:
             raise ValueError(f"{what} must be positive ({unit}), got {value!r}")
@@ -97,7 +100,7 @@ def attainable_flops(ai: float, peak_flops: float, peak_bw: float) -> float:
     Read: learning/lesson11.md#the-model
     """
     check_rates(peak_flops, peak_bw)
-    if isinstance(ai, bool) or not isinstance(ai, (int, float)) or not math.isfinite(ai) or ai <= 0:
+    if isinstance(ai, bool) or not isinstance(ai, numbers.Real) or not math.isfinite(ai) or ai <= 0:
         raise ValueError(f"arithmetic intensity must be a positive finite FLOP/byte, got {ai!r}")
     ### BEGIN SOLUTION
     return min(peak_flops, peak_bw * ai)
@@ -164,7 +167,7 @@ def roofline_report(ops: Sequence[OpSpec], measured_times_s: Sequence[float],
     if len(ops) != len(times):
         raise ValueError(f"{len(ops)} ops but {len(times)} measured times: give one time per op")
     for op, t in zip(ops, times):
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t) or t <= 0:
             raise ValueError(f"op {op.name!r}: measured time must be a positive number of "
                              f"seconds, got {t!r}")
     ### BEGIN SOLUTION
