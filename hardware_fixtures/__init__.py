@@ -1,8 +1,8 @@
 """GPU spec sheets (one TOML per GPU beside this file) and the loader that reads them.
 
     >>> spec = load("h100_sxm")
-    >>> round(spec.ridge_point("bf16"))          # FLOP per byte of DRAM traffic
-    295
+    >>> spec.peak_flops("bf16"), spec.memory_bandwidth_bytes_per_s   # dense FLOP/s, bytes/s
+    (989400000000000.0, 3350000000000.0)
     >>> match("NVIDIA H100 PCIe").key
     'h100_pcie'
 

@@ -1,4 +1,7 @@
-"""GPUSpec: one GPU's spec sheet, in bytes, bytes/s and FLOP/s, with roofline helpers.
+"""GPUSpec: one GPU's spec sheet, in bytes, bytes/s and FLOP/s.
+
+The roofline built on these figures (ridge points, attainable FLOP/s, which side of the ridge
+an operator lies on) is what lesson 11 has learners write; the spec only holds the numbers.
 
 Conventions every number follows (the TOML files state them too):
 - bytes and bytes/s, decimal for bandwidth (3.35 TB/s = 3.35e12 B/s), exact for capacities
@@ -123,22 +126,6 @@ class GPUSpec:
             known = ", ".join(sorted(self.peak_flops_per_s))
             raise KeyError(f"{self.name} has no peak for dtype {dtype!r} ({wanted!r}); known: {known}")
         return self.peak_flops_per_s[wanted]
-
-    def ridge_point(self, dtype: object) -> float:
-        """Arithmetic intensity (FLOP/byte) above which a kernel is compute-bound: peak / bandwidth."""
-        return self.peak_flops(dtype) / self.memory_bandwidth_bytes_per_s
-
-    def attainable_flops(self, intensity: float, dtype: object) -> float:
-        """Roofline: min(peak, bandwidth x intensity) in FLOP/s, for intensity in FLOP/byte."""
-        return min(self.peak_flops(dtype), self.memory_bandwidth_bytes_per_s * intensity)
-
-    def roofline_time_s(self, flops: float, nbytes: float, dtype: object) -> float:
-        """Lower bound on run time in seconds: the larger of flops/peak and bytes/bandwidth."""
-        return max(flops / self.peak_flops(dtype), nbytes / self.memory_bandwidth_bytes_per_s)
-
-    def is_memory_bound(self, flops: float, nbytes: float, dtype: object) -> bool:
-        """True when flops/nbytes lies below the ridge point for dtype."""
-        return flops < self.ridge_point(dtype) * nbytes
 
     def is_verified(self, key_path: str) -> bool:
         """False when the number at key_path (e.g. 'peak_flops_per_s.fp8') is marked unverified."""

@@ -58,11 +58,17 @@ def test_every_number_has_a_source(key):
     assert set(s.unverified) <= set(s.sources)
 
 
+def ridge(spec, dtype):
+    """The roofline's ridge point in FLOP/byte, written out here (lesson 11 grades its own)."""
+    return spec.peak_flops(dtype) / spec.memory_bandwidth_bytes_per_s
+
+
 def test_ridge_points_match_the_datasheet_arithmetic():
-    assert math.isclose(SPECS["h100_sxm"].ridge_point("bf16"), 989.4e12 / 3.35e12)
-    assert 290 < SPECS["h100_sxm"].ridge_point(hf.canonical_dtype("torch.bfloat16")) < 300
-    assert 150 < SPECS["a100_sxm_80gb"].ridge_point("bfloat16") < 156      # 312e12 / 2.039e12
-    assert 200 < SPECS["h200_sxm"].ridge_point("bf16") < 210               # more bandwidth, same peak
+    assert math.isclose(ridge(SPECS["h100_sxm"], "bf16"), 989.4e12 / 3.35e12)
+    assert 290 < ridge(SPECS["h100_sxm"], hf.canonical_dtype("torch.bfloat16")) < 300
+    assert 150 < ridge(SPECS["a100_sxm_80gb"], "bfloat16") < 156      # 312e12 / 2.039e12
+    assert 200 < ridge(SPECS["h200_sxm"], "bf16") < 210               # more bandwidth, same peak
+    assert 400 < ridge(SPECS["l4"], "bf16") < 406                     # 121e12 / 300e9
 
 
 def test_peaks_are_dense_not_sparse():
@@ -148,15 +154,18 @@ def test_unknown_dtype_lists_the_known_dtypes():
     assert "bf16" in str(info.value)
 
 
-def test_roofline_helpers():
+def test_the_spec_holds_the_figures_a_roofline_needs_and_no_roofline():
+    """The spec gives peak FLOP/s per dtype and DRAM bytes/s; lesson 11 has learners build the
+    roofline from them, so the spec must not ship ridge_point, attainable_flops and the like."""
     s = SPECS["h100_sxm"]
-    # decode GEMV of a 4096 x 4096 bf16 weight: 2 FLOP per 2-byte weight -> intensity 1
-    flops, nbytes = 2 * 4096 * 4096, 2 * 4096 * 4096
-    assert s.is_memory_bound(flops, nbytes, "bf16")
-    assert s.roofline_time_s(flops, nbytes, "bf16") == nbytes / 3.35e12
-    assert s.attainable_flops(1.0, "bf16") == 3.35e12
-    assert s.attainable_flops(1e6, "bf16") == 989.4e12
-    assert not s.is_memory_bound(2 * 8192**3, 3 * 2 * 8192**2, "bf16")     # big square GEMM
+    assert s.peak_flops("bf16") == 989.4e12 and s.memory_bandwidth_bytes_per_s == 3.35e12
+    # decode GEMV of a 4096 x 4096 bf16 weight: 2 FLOP per 2-byte weight -> intensity 1,
+    # far below the ridge; a big square GEMM (8192^3, 3 bf16 matrices) lies far above it
+    assert 2 * 4096 * 4096 / (2 * 4096 * 4096) < ridge(s, "bf16")
+    assert 2 * 8192**3 / (3 * 2 * 8192**2) > ridge(s, "bf16")
+    for name in ("ridge_point", "attainable_flops", "roofline_time_s", "is_memory_bound",
+                 "classify", "roofline_report"):
+        assert not hasattr(s, name), f"GPUSpec.{name} would hand lesson 11's answer to learners"
 
 
 @pytest.mark.parametrize("key", ["h100_sxm", "h200_sxm"])
@@ -280,7 +289,7 @@ def test_spec_or_measure_uses_the_fixture_or_measures_an_unknown_gpu(monkeypatch
     spec = bench.spec_or_measure()
     assert spec.measured and spec.key == "measured" and spec.name == "Tesla T4"
     assert spec.memory_bandwidth_bytes_per_s == 2.5e11 and spec.peak_flops("bf16") == 5e13
-    assert spec.ridge_point("bf16") == 200.0
+    assert ridge(spec, "bf16") == 200.0
     assert (spec.sm_count, spec.l2_bytes, spec.memory_bytes) == (40, 4 * MiB, 15 * GiB)
     assert spec.calibration["copy_bytes_per_s"] == 2.5e11 and "course.bench" in spec.calibration["command"]
     assert "measured" in spec.sources["memory_bandwidth_bytes_per_s"]

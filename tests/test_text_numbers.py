@@ -297,3 +297,50 @@ def test_lesson07_occupancy_example_uses_the_fixture_limits():
     assert f"{sm.shared_memory_per_sm_bytes:,} // (46,080 + {reserved}) = {blocks} blocks" in text
     assert warps / sm.max_warps_per_sm_count == 0.75
     assert f"occupancy {warps} / {sm.max_warps_per_sm_count} = 0.75" in text
+
+
+def test_lesson11_ridges_and_operator_table_from_the_fixtures():
+    """Every ridge point lesson 11 prints is peak / bandwidth of its fixture, and every row of
+    its operator table is recomputed from the counting formulas and the H100's datasheet roofs,
+    so a fixture change (or a miscount in the text) points here."""
+    text, table = _text("lesson11.md"), (LEARNING / "lesson11.md").read_text()
+    rows = {"a100_sxm_80gb": "A100 SXM4 80GB", "l4": "L4", "h100_sxm": "H100 SXM5 80GB",
+            "h200_sxm": "H200 SXM 141GB", "b200": "B200 (HGX)"}
+    for key, label in rows.items():
+        spec = hf.load(key)
+        bw = spec.memory_bandwidth_bytes_per_s
+        row = re.search(rf"\| {re.escape(label)} \|([^\n]*?)\| ([\d.]+) FLOP/byte \| "
+                        rf"(?:([\d.]+) FLOP/byte|\(no FP8\)) \|", table)
+        assert row, f"lesson 11's ridge table has no row for {label}"
+        assert row.group(2) == f"{spec.peak_flops('bf16') / bw:.0f}", (label, row.group(2))
+        if "fp8" in spec.peak_flops_per_s:
+            assert row.group(3) == f"{spec.peak_flops('fp8') / bw:.0f}", (label, row.group(3))
+        else:
+            assert row.group(3) is None
+    h100 = hf.load("h100_sxm")
+    peak, bw = h100.peak_flops("bf16"), h100.memory_bandwidth_bytes_per_s
+    assert "ridge 295 FLOP/byte" in text and f"{peak / bw:.0f}" == "295"
+    assert f"from 295 to {hf.load('h200_sxm').peak_flops('bf16') / 4.8e12:.0f} FLOP/byte" in text
+
+    def row(flops, nbytes):
+        t = max(flops / peak, nbytes / bw)
+        return flops, nbytes, flops / nbytes, t * 1e6
+
+    d = 4096
+    for m, want in ((1, "| 33.6 M | 33.6 MB | 1.0 | memory | 10.0 us |"),
+                    (16, "| 537 M | 33.8 MB | 15.9 | memory | 10.1 us |"),
+                    (2048, "| 68.7 G | 67.1 MB | 1024 | compute | 69.5 us |")):
+        flops, nbytes, ai, us = row(2 * m * d * d, 2 * (m * d + d * d + m * d))
+        scale = (1e6, "M") if flops < 1e9 else (1e9, "G")
+        got = (f"| {flops / scale[0]:.3g} {scale[1]} | {nbytes / 1e6:.1f} MB | "
+               f"{ai:.1f} | {'memory' if ai < peak / bw else 'compute'} | {us:.1f} us |")
+        got = got.replace("| 1024.0 |", "| 1024 |")
+        assert got == want and want in text, (got, want)
+    decode = row(4 * 32 * 4096 * 128, 2 * 32 * 128 * (2 + 2 * 4096))
+    assert (f"| {decode[0] / 1e6:.1f} M | {decode[1] / 1e6:.1f} MB | {decode[2]:.1f} | memory | "
+            f"{decode[3]:.1f} us |") in text
+    prefill = row(4 * 32 * 4096 * 4096 * 128, 2 * 32 * 128 * 4 * 4096)
+    assert (f"| {prefill[0] / 1e9:.0f} G | {prefill[1] / 1e6:.0f} MB | {prefill[2]:.0f} | compute "
+            f"| {prefill[3]:.0f} us |") in text
+    assert "`d` = 4096, compute-bound" in text and 2048 * d / (2 * 2048 + d) == 1024
+    assert f"intensity ({2 * 1024**3 / (3 * 2 * 1024**2):.0f} FLOP/byte)" in text  # 1024^3 GEMM
