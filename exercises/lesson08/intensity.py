@@ -55,9 +55,12 @@ def matmul_cost(M: int, K: int, N: int, a_bytes: float, b_bytes: float,
         ``Cost(flops, bytes)``: ``2 M K N`` FLOPs; bytes = A read once + B read once + C
         written once.
 
-    Example: a decode step of one token through a 4096 x 4096 bf16 weight,
-    ``matmul_cost(1, 4096, 4096, 2, 2, 2)``, does 33,554,432 FLOPs over 33,570,816 bytes:
-    intensity 0.9995 FLOP/byte. Two lines.
+    Example: one token through a 4096 x 4096 bf16 weight (a decode step), about 1 FLOP/byte.
+    Two lines.
+
+        >>> cost = matmul_cost(1, 4096, 4096, 2, 2, 2)
+        >>> cost.flops, cost.bytes, round(cost.intensity, 4)
+        (33554432, 33570816, 0.9995)
 
     Read: learning/lesson08.md#matrix-multiplication
     """
@@ -85,8 +88,13 @@ def attention_cost(batch: int, heads: int, q_len: int, kv_len: int, d_head: int,
         as torch's FLOP counter does). Bytes: Q, K, V read and O written once; unfused adds
         S written, S read, P written, P read, each ``q_len x kv_len`` per problem.
 
-    Example: ``attention_cost(1, 1, 4, 4, 8, 2, fused=True)`` is 512 FLOPs over 256 bytes;
-    unfused moves 128 more bytes. About 5 lines.
+    Example: 4 queries over 4 keys, d_head 8, bf16; unfused moves S and P (16 scores each)
+    twice, 4 x 16 x 2 = 128 more bytes. About 5 lines.
+
+        >>> attention_cost(1, 1, 4, 4, 8, 2, fused=True)
+        Cost(flops=512, bytes=256)
+        >>> attention_cost(1, 1, 4, 4, 8, 2, fused=False)
+        Cost(flops=512, bytes=384)
 
     Read: learning/lesson08.md#attention-fused-and-unfused
     """
@@ -114,6 +122,11 @@ def elementwise_cost(numel: int, operands_per_op: Sequence[int], dtype_bytes: fl
 
     Example: ``silu(gate) * up`` is ``operands_per_op=[1, 2]``: 2 inputs; unfused it moves
     ``(1 + 1) + (2 + 1) = 5`` tensors, fused ``2 + 1 = 3``. About 6 lines.
+
+        >>> elementwise_cost(1000, [1, 2], 2, fused=False)
+        Cost(flops=2000, bytes=10000)
+        >>> elementwise_cost(1000, [1, 2], 2, fused=True)
+        Cost(flops=2000, bytes=6000)
 
     Read: learning/lesson08.md#elementwise-chains
     """

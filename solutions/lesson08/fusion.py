@@ -105,15 +105,18 @@ def rmsnorm_rope_bytes(batch: int, heads: int, tokens: int, d_head: int, x_bytes
         Bytes read plus bytes written, an int.
 
     Example: bf16 x of shape ``[1, 2, 4, 64]`` (N = 512): fused, x 1,024 B + weight 128 B +
-    cos and sin 1,024 B each + output 1,024 B = 4,224 B; unfused 33,088 B. About 8
-    lines.
+    cos and sin 1,024 B each + output 1,024 B. About 8 lines.
+
+        >>> rmsnorm_rope_bytes(1, 2, 4, 64, 2, fused=True)
+        4224
+        >>> rmsnorm_rope_bytes(1, 2, 4, 64, 2, fused=False)
+        33088
 
     Read: learning/lesson08.md#what-fusion-saves
     """
-    check_sizes = [batch, heads, tokens, d_head]
-    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in check_sizes):
-        raise ValueError(f"batch, heads, tokens, d_head must be whole numbers >= 1; got "
-                         f"{check_sizes}")
+    sizes = [batch, heads, tokens, d_head]
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in sizes):
+        raise ValueError(f"batch, heads, tokens, d_head must be whole numbers >= 1; got {sizes}")
     if x_bytes not in (2, 4):
         raise ValueError(f"x_bytes must be 2 (bf16/fp16) or 4 (float32), got {x_bytes!r}")
     ### BEGIN SOLUTION
