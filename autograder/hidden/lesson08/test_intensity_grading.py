@@ -55,6 +55,11 @@ def test_gemv_and_prefill_identities():
     must give S d / (2 S + d)."""
     for d in (64, 1000, 4096, 30000):
         assert matmul_cost(1, d, d, 2, 2, 2).intensity == pytest.approx(d / (d + 2), rel=1e-12)
+    previous = 0.0
+    for K, N in [(4096, 14336), (16384, 53248), (65536, 262144)]:  # 2KN / (2K + 2KN + 2N)
+        ai = matmul_cost(1, K, N, 2, 2, 2).intensity
+        assert ai == pytest.approx(K * N / (K + K * N + N), rel=1e-12) and previous < ai < 1
+        previous = ai
     for S, d in [(1, 512), (7, 512), (345, 4096), (4096, 4096), (100000, 128)]:
         assert matmul_cost(S, d, d, 2, 2, 2).intensity == pytest.approx(S * d / (2 * S + d),
                                                                         rel=1e-12)
