@@ -344,3 +344,43 @@ def test_lesson11_ridges_and_operator_table_from_the_fixtures():
             f"| {prefill[3]:.0f} us |") in text
     assert "`d` = 4096, compute-bound" in text and 2048 * d / (2 * 2048 + d) == 1024
     assert f"intensity ({2 * 1024**3 / (3 * 2 * 1024**2):.0f} FLOP/byte)" in text  # 1024^3 GEMM
+
+
+def test_lesson08_worked_numbers():
+    """Lesson 08's intensities and times, recomputed from the formulas written out here (not
+    from the reference solution) and from the fixtures: a matmul reads each operand once and
+    writes its output once; attention moves Q, K, V, O (plus S and P twice each, unfused); the
+    RMSNorm + RoPE chain's traffic is the sum of its op table."""
+    h100, h200 = hf.load("h100_sxm"), hf.load("h200_sxm")
+    bw, peak = h100.memory_bandwidth_bytes_per_s, h100.peak_flops("bf16")
+    copy = h200.calibration["copy_bytes_per_s"]
+    text = _text("lesson08.md")
+    ridge = peak / bw
+    assert f"is {ridge:.0f} FLOP/byte" in text
+    d = 4096
+    flops, nbytes = 2 * d * d, 2 * (d + d * d + d)
+    assert f"{flops:,} FLOPs over {nbytes:,} B, {flops / nbytes:.4f} FLOP/byte" in text
+    assert f"= {nbytes / bw * 1e6:.1f} us" in text and f"{flops / peak * 1e6:.3f} us" in text
+    row = " | ".join(f"{S * d / (2 * S + d):.1f}" for S in (1, 16, 64, 256, 345, 512, 4096))
+    assert f"| I (FLOP/byte) | {row} |" in text
+    assert f"S of about {ridge * d / (d - 2 * ridge):.0f}" in text
+    S, h, dh = 4096, 32, 128
+    af = 4 * h * S * S * dh
+    fused, unfused = 2 * h * (2 * S * dh + 2 * S * dh), 2 * h * (4 * S * dh + 4 * S * S)
+    assert f"{af:,} FLOPs either way" in text and f"{fused:,} B = {fused // 2**20} MiB" in text
+    assert f"{af / fused:.0f} FLOP/byte" in text and f"{unfused:,} B" in text
+    assert f"{af / unfused:.1f} FLOP/byte" in text
+    assert f"{unfused / bw * 1e3:.2f} ms of traffic" in text
+    assert f"{af / peak * 1e3:.2f} ms of arithmetic" in text
+    # RMSNorm + RoPE, 16384 tokens x 32 heads x 128, bf16: the lesson's op table, row by row
+    s, N, P = 2, 1 * 32 * 16384 * 128, 16384 * 128
+    R = N // 128
+    table = [s * N + 4 * N, 8 * N, 4 * N + 4 * R, 8 * R, 8 * R, 8 * N + 4 * R, 4 * N + s * N,
+             s * 128 + 2 * s * N, (4 + s) * P, (4 + s) * P, 2 * s * N + s * P, s * N,
+             2 * s * N, 2 * s * N + s * P, 3 * s * N]
+    eager, one = sum(table), s * N + s * 128 + 8 * P + s * N
+    assert f"{s * N:,} B = {s * N // 2**20} MiB" in text
+    assert f"Fused: {one:,} B. Unfused: {eager:,} B, {eager / one:.1f} times" in text
+    assert f"{copy / 1e12:.2f} TB/s" in text
+    assert f"at least {one / copy * 1e6:.0f} us" in text
+    assert f"about {eager / copy * 1e3:.2f} ms" in text

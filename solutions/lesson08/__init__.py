@@ -1,0 +1,1 @@
+"""Lesson 08: arithmetic intensity, and what fusing operators saves."""

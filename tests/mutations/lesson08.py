@@ -1,0 +1,107 @@
+"""Planted bugs in the lesson 08 reference that its hidden graders must catch.
+
+Classes (tests/mutations/__init__.py BUG_CLASSES): every class is planted below.
+"""
+
+from . import Mutation
+
+H08 = "autograder/hidden/lesson08/"
+INTENSITY = H08 + "test_intensity_grading.py::"
+FUSION = H08 + "test_fusion_grading.py::"
+ANY_SHAPE = FUSION + "test_fused_equals_the_hf_chain_any_shape"
+BYTES = FUSION + "test_bytes_model_against_the_eager_chain"
+
+NORM = "n = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps) * weight.float()"
+
+MUTATIONS = [
+    Mutation("matmul FLOPs without the factor 2", "lesson08", "intensity.py",
+             "flops = 2 * M * K * N", "flops = M * K * N",
+             (INTENSITY + "test_matmul_cost_any_shape_and_element_sizes",
+              INTENSITY + "test_matmul_flops_equal_torch_counter_and_bytes_equal_tensor_sizes")),
+    Mutation("matmul output sized with a_bytes (c_bytes ignored)", "lesson08", "intensity.py",
+             "M * N * c_bytes", "M * N * a_bytes",
+             (INTENSITY + "test_matmul_cost_any_shape_and_element_sizes",), kind="unvaried-arg"),
+    Mutation("B sized with a_bytes", "lesson08", "intensity.py",
+             "K * N * b_bytes", "K * N * a_bytes",
+             (INTENSITY + "test_matmul_cost_any_shape_and_element_sizes",), kind="unvaried-arg"),
+    Mutation("scores counted once, not written and read twice", "lesson08", "intensity.py",
+             "elements += problems * 4 * q_len * kv_len",
+             "elements += problems * q_len * kv_len",
+             (INTENSITY + "test_attention_cost_against_the_real_ops",
+              INTENSITY + "test_attention_worked_numbers")),
+    Mutation("K and V sized with q_len", "lesson08", "intensity.py",
+             "elements = problems * (2 * q_len * d_head + 2 * kv_len * d_head)",
+             "elements = problems * (4 * q_len * d_head)",
+             (INTENSITY + "test_attention_cost_against_the_real_ops",
+              INTENSITY + "test_attention_worked_numbers"), kind="multi-token"),
+    Mutation("fused chain one input short", "lesson08", "intensity.py",
+             "inputs = ops[0] + sum(n - 1 for n in ops[1:])",
+             "inputs = sum(n - 1 for n in ops)",
+             (INTENSITY + "test_elementwise_chains_against_the_real_ops",), kind="boundary"),
+    Mutation("unfused operators charged for their operands only", "lesson08", "intensity.py",
+             "tensors = sum(ops) + len(ops)", "tensors = sum(ops) + 1",
+             (INTENSITY + "test_elementwise_chains_against_the_real_ops",)),
+    Mutation("eps dropped", "lesson08", "fusion.py",
+             "mean(dim=-1, keepdim=True) + eps)", "mean(dim=-1, keepdim=True))",
+             (FUSION + "test_zero_rows_small_rows_and_eps",), kind="special-value"),
+    Mutation("eps replaced by a constant", "lesson08", "fusion.py",
+             "mean(dim=-1, keepdim=True) + eps)", "mean(dim=-1, keepdim=True) + 1e-6)",
+             (FUSION + "test_zero_rows_small_rows_and_eps",), kind="unvaried-arg"),
+    Mutation("eps added outside the square root", "lesson08", "fusion.py",
+             NORM, "n = xf / (xf.pow(2).mean(dim=-1, keepdim=True).sqrt() + eps) * weight.float()",
+             (FUSION + "test_zero_rows_small_rows_and_eps",), kind="extreme"),
+    Mutation("squares in the input's dtype (fp16 overflows)", "lesson08", "fusion.py",
+             "    xf = x.float()\n", "    xf = x\n",
+             (FUSION + "test_fp16_activations_in_the_hundreds",), kind="extreme"),
+    Mutation("one RMS for the whole tensor", "lesson08", "fusion.py",
+             "xf.pow(2).mean(dim=-1, keepdim=True)", "xf.pow(2).mean()",
+             (ANY_SHAPE,), kind="rows-differ"),
+    Mutation("rotation pairs neighbours instead of halves", "lesson08", "fusion.py",
+             "rotated = torch.cat((-n[..., half:], n[..., :half]), dim=-1)",
+             "rotated = torch.stack((-n[..., 1::2], n[..., ::2]), dim=-1).flatten(-2)",
+             (ANY_SHAPE,)),
+    Mutation("rotation with the wrong sign", "lesson08", "fusion.py",
+             "rotated = torch.cat((-n[..., half:], n[..., :half]), dim=-1)",
+             "rotated = torch.cat((n[..., half:], -n[..., :half]), dim=-1)",
+             (ANY_SHAPE,)),
+    Mutation("gain ignored", "lesson08", "fusion.py",
+             "keepdim=True) + eps) * weight.float()", "keepdim=True) + eps)",
+             (ANY_SHAPE,)),
+    Mutation("one position's angles for every token", "lesson08", "fusion.py",
+             "(n * cos.float() + rotated * sin.float())",
+             "(n * cos[-1].float() + rotated * sin[-1].float())",
+             (ANY_SHAPE, FUSION + "test_several_tokens_at_their_own_positions"),
+             kind="multi-token"),
+    Mutation("float32 result for bf16 / fp16 input", "lesson08", "fusion.py",
+             "return (n * cos.float() + rotated * sin.float()).to(x.dtype)",
+             "return n * cos.float() + rotated * sin.float()",
+             (ANY_SHAPE, FUSION + "test_inputs_are_left_unchanged_and_dtypes_kept"),
+             kind="dtype-device"),
+    Mutation("float32 x normalised in place", "lesson08", "fusion.py",
+             NORM,
+             "n = xf.mul_(torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps))"
+             ".mul_(weight.float())",
+             (FUSION + "test_inputs_are_left_unchanged_and_dtypes_kept",), kind="contract"),
+    Mutation("a graph break: .item() on a shortcut for all-zero input", "lesson08", "fusion.py",
+             "    half = x.shape[-1] // 2\n",
+             "    half = x.shape[-1] // 2\n"
+             "    if xf.abs().max().item() == 0:\n"
+             "        return x.clone()\n",
+             (FUSION + "test_one_graph_for_torch_compile",), kind="cost"),
+    Mutation("fused bytes: tables charged at x's element size", "lesson08", "fusion.py",
+             "return s * N + s * d_head + 2 * 4 * P + s * N",
+             "return s * N + s * d_head + 2 * s * P + s * N",
+             (BYTES,), kind="dtype-device"),
+    Mutation("unfused bytes: casts charged for float32 x", "lesson08", "fusion.py",
+             "    if s != 4:\n", "    if True:\n",
+             (BYTES,), kind="special-value"),
+    Mutation("unfused bytes: per-row temporaries left out", "lesson08", "fusion.py",
+             "(4 * N + 4 * R) + 8 * R + 8 * R + (8 * N + 4 * R)",
+             "4 * N + 8 * N",
+             (BYTES,)),
+    Mutation("GPU: a graph break between the norm and the rotation", "lesson08", "fusion.py",
+             "    half = x.shape[-1] // 2\n",
+             "    half = x.shape[-1] // 2\n    torch._dynamo.graph_break()\n",
+             (H08 + "test_gpu_fusion.py::test_compiled_fused_rmsnorm_rope_beats_the_eager_chain",),
+             gpu=True, kind="cost"),
+]
