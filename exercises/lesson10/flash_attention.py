@@ -92,5 +92,5 @@ def flash_attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block
     Read: learning/lesson10.md#the-tiled-forward-pass
     """
     check_attention_inputs(q, k, v, block_q, block_k, causal)
-    # hint: with causal, the last row of this tile sees keys up to offset + i1 - 1
+    # hint: causal: query rows i0 .. i1 - 1 need only the keys before position S - T + i1
     raise NotImplementedError('lesson10: flash_attention_fwd - read learning/lesson10.md#the-tiled-forward-pass')

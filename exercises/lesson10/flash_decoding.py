@@ -77,4 +77,5 @@ def split_kv_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_splits:
     Read: learning/lesson10.md#split-kv-decode
     """
     check_decode_inputs(q, k, v, n_splits, lengths)
+    # hint: k[:, :, :cut].unflatten(2, (n, chunk)) is a free view when cut = n * chunk
     raise NotImplementedError('lesson10: split_kv_decode - read learning/lesson10.md#split-kv-decode')

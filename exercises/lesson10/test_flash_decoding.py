@@ -41,6 +41,10 @@ def test_sequences_of_different_lengths():
     got = split_kv_decode(q, k, v, 4, lengths)
     assert_close(got, reference(q, k, v, lengths), atol=1e-5, rtol=1e-5,
                  what="split_kv_decode with lengths [12, 5, 1, 0]", reference=REFERENCE)
+    with pytest.raises(ValueError, match="lengths"):
+        split_kv_decode(q, k, v, 4, torch.tensor([12, 5, 13, 0]))  # past the 12 positions
+    with pytest.raises(ValueError, match="one query token"):
+        split_kv_decode(k[:, :, :2], k, v, 4)
 
 
 def test_no_copy_of_the_cache_and_no_loop_over_chunks():

@@ -105,7 +105,7 @@ def flash_attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block
         m = torch.full((batch, heads, i1 - i0), float("-inf"), device=q.device)
         l = torch.zeros(batch, heads, i1 - i0, device=q.device)
         acc = torch.zeros(batch, heads, i1 - i0, d_head, device=q.device)
-        # hint: with causal, the last row of this tile sees keys up to offset + i1 - 1
+        # hint: causal: query rows i0 .. i1 - 1 need only the keys before position S - T + i1
         kv_end = min(S, offset + i1) if causal else S
         for j0 in range(0, kv_end, block_k):
             j1 = min(j0 + block_k, S)

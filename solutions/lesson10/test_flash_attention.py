@@ -54,6 +54,10 @@ def test_causal_queries_are_the_last_positions():
                  what="flash_attention_fwd, 3 queries over 10 keys", reference=REFERENCE)
     assert_close(lse, reference_lse(q, k, True), atol=1e-5, rtol=1e-5,
                  what="lse, 3 queries over 10 keys", reference="torch.logsumexp")
+    with pytest.raises(ValueError, match="more queries"):  # causal needs T <= S
+        flash_attention_fwd(k, q, q, 2, 4, causal=True)
+    with pytest.raises(ValueError, match="block_k"):
+        flash_attention_fwd(q, k, v, 2, 0)
 
 
 def test_huge_scores_do_not_overflow():
