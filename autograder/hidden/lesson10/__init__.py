@@ -14,7 +14,7 @@ special-value  merging two empty states gives NaN; an empty chunk (more splits t
                past a short sequence) gives NaN; scale 0 taken for the default
 multi-token    a top-left causal mask (is_causal with T < S)
 dtype-device   float32 output for bf16 inputs
-unvaried-arg   scale ignored (tiled forward and split-KV decode)
+unvaried-arg   scale ignored (tiled forward and split-KV decode); n_splits ignored (one chunk)
 contract       a merge that rescales its inputs in place
 cost           a tile as large as the score matrix; no skipping of masked tiles; K/V padded
                to a multiple of the chunk; a Python loop over chunks; (GPU) the whole score

@@ -115,3 +115,23 @@ def test_no_copy_of_the_cache_and_no_loop(with_lengths):
         f"split_kv_decode issued {few} torch ops for 96 keys in 6 splits and {many} for 480 "
         "keys in 24 splits: a Python loop over the splits or the keys. Compute every chunk's "
         "state at once and merge them at once.")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("S,n_splits,chunks", [(96, 6, 6), (90, 4, 4), (5, 8, 5)],
+                         ids=["even", "shorter-last", "more-splits-than-keys"])
+def test_every_chunk_has_its_own_state(S, n_splits, chunks):
+    """Bug: ``n_splits`` ignored: plain attention over all keys at once (right numbers, but
+    not split-KV decode: at batch 1 it leaves the GPU's SMs idle). The float32 partial outputs
+    of the non-empty chunks, batch x heads x chunks x d_head numbers, must be computed."""
+    batch, heads, d_head = 2, 3, 32
+    q, k, v = qkv(batch, heads, S, d_head, seed=8)
+    with AllocationCounter() as counter:
+        split_kv_decode(q, k, v, n_splits)
+    want = batch * heads * chunks * d_head
+    found = [a for a in counter.log if a.dtype == torch.float32 and
+             torch.Size(a.shape).numel() == want]
+    assert found, (
+        f"split_kv_decode(S={S}, n_splits={n_splits}) never held the partial outputs of its "
+        f"{chunks} non-empty chunks ({want} float32 numbers, [batch, heads, chunks, d_head]): "
+        f"compute one state per chunk and merge them.\n{counter.report()}")
