@@ -384,3 +384,27 @@ def test_lesson08_worked_numbers():
     assert f"{copy / 1e12:.2f} TB/s" in text
     assert f"at least {one / copy * 1e6:.0f} us" in text
     assert f"about {eager / copy * 1e3:.2f} ms" in text
+
+
+def test_lesson10_score_matrix_example():
+    """Lesson 10's worked example: the bytes of Llama-3-8B's scores at 8,192 tokens, the traffic
+    of writing and reading S and P, and the time of that traffic against the matmuls'."""
+    h100 = hf.load("h100_sxm")
+    c, n = LLAMA3_8B, 8192
+    text = _text("lesson10.md")
+    head = n * n * 2  # bf16 scores of one head
+    assert f"{n} x {n} x 2 B = {head:,} B = {head // 2**20} MiB" in text
+    layer = c.n_heads * head
+    assert layer == 4 * GiB and "32 heads: 4 GiB of scores" in text
+    traffic = 4 * layer
+    assert f"4 x 4 GiB = {traffic / 1e9:.1f} GB" in text
+    assert f"{traffic / h100.memory_bandwidth_bytes_per_s * 1e3:.2f} ms at the H100" in text
+    flops = 4 * n * n * c.d_head * c.n_heads
+    gemm = _fixture_value("h100_sxm", "calibration.bf16_gemm_flops_per_s")
+    assert f"{flops / 1e12:.1f}e12 FLOP per layer" in text
+    assert f"{flops / gemm * 1e3:.2f} ms at the" in text
+    io = 4 * n * c.n_heads * c.d_head * 2
+    assert f"4 x {n} x {c.n_heads * c.d_head} x 2 B = {io // 2**20} MiB" in text
+    assert f"{io / h100.memory_bandwidth_bytes_per_s * 1e3:.2f} ms to read" in text
+    assert traffic / h100.memory_bandwidth_bytes_per_s > 3 * flops / gemm  # "more than three times"
+    assert 16384 * 16384 * 4 == GiB and "single head's float32 scores are 1 GiB" in text

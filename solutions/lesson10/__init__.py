@@ -1,0 +1,1 @@
+"""Lesson 10: FlashAttention: the online softmax, tiled attention and split-KV decode."""
