@@ -38,7 +38,7 @@ COLD_CASES = {
 }
 
 
-@pytest.mark.points(3)
+@pytest.mark.points(1)
 @pytest.mark.parametrize("case", list(COLD_CASES))
 def test_flushed_calls_take_the_cold_time_exactly(case):
     """Bugs: the flush inside the timed window (each call reports flush + kernel); one pair of
@@ -47,7 +47,8 @@ def test_flushed_calls_take_the_cold_time_exactly(case):
     ignored."""
     settings, times, warmup, iters, want = COLD_CASES[case]
     device = SimDevice(**settings)
-    kernels = [device.kernel(c * US, w * US, buffer=f"operand{i}") for i, (c, w) in enumerate(times)]
+    kernels = [device.kernel(cold * US, warm * US, buffer=f"operand{i}")
+               for i, (cold, warm) in enumerate(times)]
     samples = time_kernel(cycling(kernels), device, warmup=warmup, iters=iters, flush=True)
     assert isinstance(samples, list) and len(samples) == iters, (
         f"time_kernel(iters={iters}) must return a list of {iters} samples, got "
@@ -81,8 +82,10 @@ def test_warmup_count_and_first_call():
     device = SimDevice()
     samples = in_us(time_kernel(device.kernel(40 * US), device, warmup=3, iters=3, flush=False))
     assert len(samples) == 3, f"3 timed calls after 3 warm-up calls, got {len(samples)} samples"
-    assert samples[1:] == pytest.approx([40, 40], abs=1e-3) and 40 - 1e-3 <= samples[0] <= 45 + 1e-3, (
+    assert samples[1:] == pytest.approx([40, 40], abs=1e-3), (
         f"after 3 warm-up calls the clocks are up: 40 us per call; got {samples} us")
+    # a synchronize after the warm-up (as course.bench does) may put one launch in the first
+    assert 40 - 1e-3 <= samples[0] <= 45 + 1e-3, f"the first timed call took {samples[0]} us"
     device = SimDevice()
     first = in_us(time_kernel(device.kernel(40 * US), device, warmup=0, iters=1, flush=False))
     assert first == pytest.approx([1085], abs=1e-3), (
@@ -177,15 +180,19 @@ PLANTED = {launch_only: True, warm_then_launch_only: True, mean_of_launches: Tru
 
 
 @pytest.mark.points(3)
-@pytest.mark.parametrize("timer", list(PLANTED), ids=lambda t: t.__name__)
-def test_detector_on_planted_timers(timer):
+def test_detector_on_planted_timers():
     """Bugs: a known kernel shorter than the launch (a launch-only timer then reports more than
     the kernel and passes); the kernel's first call left to the timer (its 1 ms set-up hides
     the missing sync); EventNotReady not caught (events read before the sync must count as
     the bug); the comparison reversed; a timer that reports more than the kernel flagged."""
-    want = PLANTED[timer]
-    got = detect_missing_sync(timer)
-    assert got is want, (
-        f"detect_missing_sync({timer.__name__}) returned {got!r}; expected {want!r}: "
-        + ("this timer reads its clock before the device has run the kernel"
-           if want else "this timer waits for the device; it is slow, not wrong"))
+    wrong = []
+    for timer, want in PLANTED.items():
+        try:
+            got = detect_missing_sync(timer)
+        except Exception as exc:  # reported with the timer's name, not as a traceback
+            got = f"an exception, {type(exc).__name__}: {exc}"
+        if got is not want:
+            wrong.append(f"{timer.__name__}: returned {got!r}, expected {want!r} ("
+                         + ("it reads its clock before the device has run the kernel)"
+                            if want else "it waits for the device: slow, not wrong)"))
+    assert not wrong, "detect_missing_sync misjudged planted timers:\n" + "\n".join(wrong)
