@@ -30,3 +30,14 @@ def test_closed_loop_worked_examples():
     assert closed_loop_latencies(1, 0.5, [1, 2, 3]) == pytest.approx([1, 2, 3])
     # a long think time spreads two users out
     assert closed_loop_latencies(2, 10.0, [1, 1, 1, 1]) == pytest.approx([1, 2, 1, 1])
+
+
+def test_a_closed_loop_does_not_see_the_queue_an_open_loop_builds():
+    """One 1 s stall among 2,000 requests of 1 ms: four closed-loop users see it 4 times;
+    requests arriving at half the server's rate keep arriving through it."""
+    service = [0.001] * 2_000
+    service[1_000] = 1.0
+    closed = closed_loop_latencies(4, 0.0, service)
+    open_ = open_loop_latencies(poisson_arrivals(500.0, len(service), seed=3), service)
+    assert sum(t > 0.1 for t in closed) == 4
+    assert sum(t > 0.1 for t in open_) > 100

@@ -74,11 +74,12 @@ def test_time_kernel_agrees_with_course_bench_on_a_gemm():
 
 
 class SpinInsteadOfFlush(CudaDevice):
-    """CudaDevice whose flush_l2 keeps the device busy (a spin of about 50 us) without touching
-    memory: the windows stay free of launch gaps and the operand stays in L2."""
+    """CudaDevice whose flush_l2 keeps the device busy (a spin of about 100 us) without touching
+    memory: the host queues the timed call during the spin, so the window holds no launch gap,
+    and the operand stays in L2."""
 
     def flush_l2(self) -> None:
-        torch.cuda._sleep(100_000)  # clock cycles: about 50 us at 2 GHz
+        torch.cuda._sleep(200_000)  # clock cycles: about 100 us at 2 GHz
 
 
 @pytest.mark.gpu
