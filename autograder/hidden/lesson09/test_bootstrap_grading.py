@@ -78,7 +78,7 @@ def test_interval_is_ordered_inside_the_data_repeatable_and_seeded():
     g = torch.Generator().manual_seed(3)
     x = torch.empty(60, dtype=torch.float64).exponential_(1.0, generator=g)
     lo, hi = percentile_ci(x, 0.9, n_boot=300, seed=5)
-    assert type(lo) is float and type(hi) is float, (
+    assert isinstance(lo, float) and isinstance(hi, float), (
         f"return two Python floats, got {type(lo).__name__} and {type(hi).__name__}")
     assert x.min().item() <= lo <= hi <= x.max().item(), f"({lo}, {hi}) outside the samples"
     assert percentile_ci(x.tolist(), 0.9, n_boot=300, seed=5) == (lo, hi), "a list differs"
