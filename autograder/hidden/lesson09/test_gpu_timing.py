@@ -37,8 +37,9 @@ OPERAND_BYTES = 16 << 20
 @pytest.mark.gpu
 @pytest.mark.points(2)
 def test_time_kernel_agrees_with_course_bench_on_a_gemm():
-    """Bugs: the L2 flush inside the timed window; one pair of events around all calls or the
-    warm-up timed; the host clock read without a synchronize (a rate above the roof)."""
+    """Bugs: the L2 flush inside the timed window; one pair of events around all calls (the
+    flushes then fall inside it); the host clock read without a synchronize (a rate above the
+    roof)."""
     require_cuda()
     g = torch.Generator(device="cuda").manual_seed(0)
     a = torch.randn(N, N, device="cuda", generator=g).to(torch.bfloat16)
@@ -67,7 +68,7 @@ def test_time_kernel_agrees_with_course_bench_on_a_gemm():
     assert RATIO_BAND[0] <= ratio <= RATIO_BAND[1], (
         f"time_kernel's median {ours_s * 1e3:.4f} ms is {ratio:.3f}x course.bench.cuda_time's "
         f"{bench_s * 1e3:.4f} ms on a {N}^3 bf16 GEMM; expected {RATIO_BAND[0]}-{RATIO_BAND[1]}x. "
-        "Flush before recording the start event, one pair of events per call, untimed warm-up.")
+        "Flush before recording the start event, and use one pair of events per call.")
     assert cv < MAX_CV, (
         f"5 medians of time_kernel vary by {cv:.1%} (coefficient of variation); at most "
         f"{MAX_CV:.0%} expected: {[round(t * 1e3, 4) for t in ours]} ms")
