@@ -408,3 +408,58 @@ def test_lesson10_score_matrix_example():
     assert f"{io / h100.memory_bandwidth_bytes_per_s * 1e3:.2f} ms to read" in text
     assert traffic / h100.memory_bandwidth_bytes_per_s > 3 * flops / gemm  # "more than three times"
     assert 16384 * 16384 * 4 == GiB and "single head's float32 scores are 1 GiB" in text
+
+
+def _lesson09_protocol(device, kernel, *, flush_inside=False, sync_each=False, flush=True,
+                       warmup=3, iters=4):
+    """The lesson's timing protocol with the two mistakes its text works through."""
+    for _ in range(warmup):
+        kernel()
+    windows = [(device.event(), device.event()) for _ in range(iters)]
+    for start, end in windows:
+        if flush and not flush_inside:
+            device.flush_l2()
+        device.record(start)
+        if flush and flush_inside:
+            device.flush_l2()
+        kernel()
+        device.record(end)
+        if sync_each:
+            device.synchronize()
+    device.synchronize()
+    return {round(device.elapsed_s(s, e) * 1e6, 6) for s, e in windows[1:]}
+
+
+def test_lesson09_simulated_timings_and_stall_figures():
+    """The times lesson 09 quotes from the simulated device and the stall example, recomputed
+    from course.simdevice's defaults and the reference load generators."""
+    from course.simdevice import SimDevice
+    from solutions.lesson09.load import (closed_loop_latencies, open_loop_latencies,
+                                         poisson_arrivals)
+
+    text = _text("lesson09.md")
+    us = 1e-6
+
+    def fresh():
+        device = SimDevice()
+        return device, device.kernel(40 * us, 25 * us, buffer="w")
+
+    assert _lesson09_protocol(*fresh()) == {40.0} and "reports exactly 40 us" in text
+    assert _lesson09_protocol(*fresh(), flush_inside=True) == {140.0} and "reports 140 us" in text
+    assert _lesson09_protocol(*fresh(), flush=False) == {25.0}
+    assert _lesson09_protocol(*fresh(), flush=False, sync_each=True) == {30.0}
+    assert "call reports 30 us instead of 25 us" in text
+    device = SimDevice()
+    start, end = device.event(), device.event()
+    device.record(start)
+    device.kernel(40 * us)()
+    device.record(end)
+    device.synchronize()
+    assert round(device.elapsed_s(start, end) / us) == 1085 and "reports 1085 us" in text
+    service = [0.001] * 10_000
+    service[5_000] = 1.0
+    closed = sorted(closed_loop_latencies(4, 0.0, service))
+    open_ = sorted(open_loop_latencies(poisson_arrivals(500.0, len(service), seed=31), service))
+    assert f"its p99 is {closed[9_900] * 1e3:.0f} ms" in text
+    assert f"seed {sum(x > 0.1 for x in open_)} of them wait" in text
+    assert f"the p99 is {open_[9_900] * 1e3:.0f} ms" in text

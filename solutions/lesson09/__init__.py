@@ -1,0 +1,1 @@
+"""Lesson 09: benchmarking correctly (timing protocol, bootstrap intervals, load generators)."""
