@@ -44,23 +44,30 @@ def l2_probe(sizes_bytes: Sequence[int], *, bytes_per_size: int = 1 << 30) -> li
     """Copy rate (bytes read + written per second) for each working-set size.
 
     For a working set of ``size`` bytes, copy one half (``size // 2`` bytes) into the other half
-    again and again without clearing the cache, so a working set that fits stays in L2. Repeat
-    the copy ``max(4, bytes_per_size // size)`` times inside one CUDA graph
+    again and again without clearing the cache, so a working set that fits stays in L2. Copy
+    with an elementwise kernel, ``torch.neg(src, out=dst)`` on int32 views of the two halves,
+    not with ``dst.copy_(src)``: captured in a CUDA graph, ``copy_`` becomes a memcpy node,
+    which on an H200 (torch 2.11, CUDA 13.0) ran at about 2.7 TB/s for every size that is not
+    a power of two, in L2 or not, and hid the knee. Repeat the copy
+    ``max(4, bytes_per_size // size)`` times inside one CUDA graph
     (``course.bench.capture_cuda_graph``): small copies take a few microseconds, as long as
     launching them from Python, and a graph replay launches them all at once. Replay once
     untimed, then time one replay with CUDA events. Rate = ``size x repeats / seconds``.
 
     Args:
-        sizes_bytes: working-set sizes in bytes, each >= 256.
+        sizes_bytes: working-set sizes in bytes, each >= 256 and a multiple of 8 (two halves
+            of whole int32 elements).
         bytes_per_size: bytes to move per size, so every size is timed over a similar span.
+
     Returns:
         One rate per size, bytes/s, in the order given.
 
     Read: learning/lesson07.md#the-l2-knee
     """
     ensure_cuda("l2_probe")
-    if any(size < 256 for size in sizes_bytes):
-        raise ValueError(f"every working set must be at least 256 bytes, got {list(sizes_bytes)}")
+    if any(size < 256 or size % 8 for size in sizes_bytes):
+        raise ValueError("every working set must be at least 256 bytes and a multiple of 8 "
+                         f"(two halves of whole int32 elements), got {list(sizes_bytes)}")
     raise NotImplementedError('lesson07: l2_probe - read learning/lesson07.md#the-l2-knee')
 
 

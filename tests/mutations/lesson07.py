@@ -122,4 +122,8 @@ MUTATIONS = [
     Mutation("GPU: L2 probe counts one half of the working set", "lesson07", "probes.py",
              "rates.append(2 * half * repeats /", "rates.append(half * repeats /",
              (GPU + "test_l2_knee_near_the_fixture_l2",), gpu=True, kind="logic"),
+    Mutation("GPU: L2 probe copies with copy_ inside the graph (memcpy nodes)", "lesson07",
+             "probes.py", "                torch.neg(src, out=dst)\n",
+             "                dst.copy_(src)\n",
+             (GPU + "test_l2_knee_near_the_fixture_l2",), gpu=True, kind="cost"),
 ]

@@ -91,7 +91,8 @@ def knee_of(sizes, rates, ratio=KNEE_DROP_RATIO):
 def test_l2_knee_near_the_fixture_l2():
     """Bugs: the cache flushed between repeats (no plateau, no knee); the copies launched one
     by one from Python (small sizes launch-bound, the plateau hidden); bytes of one half
-    counted for the whole working set or twice over."""
+    counted for the whole working set or twice over; the copies captured as memcpy nodes
+    (``dst.copy_(src)``), which ran far below the HBM rate on the H200."""
     require_cuda()
     spec = spec_or_measure()
     rates = l2_probe(SIZES)
@@ -111,7 +112,9 @@ def test_l2_knee_near_the_fixture_l2():
     assert LARGEST_LOW <= largest <= LARGEST_HIGH, (
         f"at a working set of {SIZES[-1] / MiB:.0f} MiB (far past the L2) l2_probe measured "
         f"{rates[-1] / 1e12:.2f} TB/s, {largest:.2f}x course.bench's copy of the same bytes in "
-        "this run: count bytes read plus bytes written of each copy (the whole working set).")
+        "this run: count bytes read plus bytes written of each copy (the whole working set), "
+        "and copy with torch.neg(src, out=dst) on int32 views, not dst.copy_(src), which a CUDA "
+        "graph turns into a slower memcpy node. Read: learning/lesson07.md#the-l2-knee")
     assert knee is not None, (
         f"the rate never fell by {KNEE_DROP_RATIO}x after its peak ({max(rates) / 1e12:.2f} TB/s): the "
         "working sets that fit in L2 ran no faster than those that do not. Do not clear the "
