@@ -28,13 +28,15 @@ from exercises.lesson11.roofline import roofline_report
 # reference read 0.98 .. 1.07 of it. A float32 suite reaches about 0.1 (FP32 CUDA cores,
 # 66.9 TFLOP/s against about 700). 0.75 leaves room for a cold/warm difference.
 GEMM_THRESHOLD = 0.75
-# Memory-bound ops, bytes counted / time over the copy rate of the same run: the bf16 GEMV read
-# 0.72, SDPA decode 1.06, torch's softmax over rows of 1024 0.59 (over rows of 8192 it read only
-# 0.21 to 0.25: torch's kernel for long rows makes several passes, so the suite uses rows of
-# 1024, the width of attention scores over 1024 keys). A float32 suite moves twice the bytes it
-# counts and reads half. 0.45 leaves a 24% margin under the softmax.
-MEMORY_THRESHOLD = 0.45
-MEMORY_OPS = ("gemv 1x8192x8192", "softmax 65536x1024", "sdpa decode 64x32x4096")
+# Memory-bound ops, bytes counted / time over the copy rate of the same run, each with its own
+# share: in ten rounds the bf16 GEMV read 0.72 .. 0.73, SDPA decode 1.05 .. 1.06 and torch's
+# softmax over rows of 1024 0.47 .. 0.51 (over rows of 8192 only 0.21 .. 0.25: torch's kernel
+# for long rows makes several passes, so the suite uses rows of 1024, the width of attention
+# scores over 1024 keys). Each threshold leaves a 24-25% margin under its op's lowest round. A
+# float32 suite moves twice the bytes it counts (and fails the GEMM share first).
+MEMORY_THRESHOLDS = {"gemv 1x8192x8192": 0.55, "softmax 65536x1024": 0.35,
+                     "sdpa decode 64x32x4096": 0.8}
+MEMORY_OPS = tuple(MEMORY_THRESHOLDS)
 
 
 def expected_counts():
@@ -97,8 +99,9 @@ def test_measured_suite_under_its_roofs_and_near_the_ceilings():
         f"the best GEMM ran at {best_gemm / 1e12:.0f} TFLOP/s, {best_gemm / gemm_rate:.2f}x a "
         f"bf16 8192^3 GEMM measured in the same run ({gemm_rate / 1e12:.0f} TFLOP/s); at least "
         f"{GEMM_THRESHOLD}x is expected. Run the GEMMs in bf16 and time with cuda_time.")
-    slow = {n: round(s, 2) for n, s in shares.items() if s < MEMORY_THRESHOLD}
+    slow = {n: f"{s:.2f} (at least {MEMORY_THRESHOLDS[n]})" for n, s in shares.items()
+            if s < MEMORY_THRESHOLDS[n]}
     assert not slow, (
-        f"memory-bound ops below {MEMORY_THRESHOLD}x the copy rate measured in the same run "
+        f"memory-bound ops below their share of the copy rate measured in the same run "
         f"({copy_bw / 1e12:.2f} TB/s): {slow}. Run them in bf16 on tensors built once, and "
         "time with course.bench.cuda_time.")
