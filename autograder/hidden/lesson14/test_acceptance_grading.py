@@ -42,9 +42,9 @@ def test_every_emitted_position_follows_the_target(one_thread):
     min(1, p_target/p_draft); sampling the correction from p_target instead of the residual
     max(0, p_target - p_draft); the residual of the wrong row or pooled over every row; the
     bonus token from row gamma - 1. Position j of a step (kept draft, residual sample or bonus)
-    must follow p_target[j] over the steps that reach it; 10,000 seeded steps, p > 1e-4 at each
+    must follow p_target[j] over the steps that reach it; 5,000 seeded steps, p > 1e-4 at each
     position."""
-    vocab, gamma, draws = 8, 3, 10_000
+    vocab, gamma, draws = 8, 3, 5_000
     p_draft, p_target, g = distributions(vocab, gamma, seed=7)
     drafts = torch.multinomial(p_draft, draws, replacement=True, generator=g).T
     counts = torch.zeros(gamma + 1, vocab)
@@ -66,10 +66,10 @@ def test_every_emitted_position_follows_the_target(one_thread):
 def test_mean_tokens_per_step_matches_the_formula(one_thread):
     """Bug: an acceptance probability other than min(1, p_t/p_d), seen as the wrong number of
     tokens per step. The same draft and target at every position: tokens per step must average
-    (1 - alpha^(gamma+1)) / (1 - alpha), alpha = sum(min(p_d, p_t)); 6,000 steps, 5 standard
+    (1 - alpha^(gamma+1)) / (1 - alpha), alpha = sum(min(p_d, p_t)); 3,000 steps, 5 standard
     errors."""
     g = torch.Generator().manual_seed(3)
-    vocab, gamma, draws = 6, 4, 6000
+    vocab, gamma, draws = 6, 4, 3000
     p_t = torch.softmax(torch.randn(vocab, generator=g), -1)
     p_d = torch.softmax(torch.randn(vocab, generator=g), -1)
     alpha = torch.minimum(p_d, p_t).sum().item()
