@@ -463,3 +463,26 @@ def test_lesson09_simulated_timings_and_stall_figures():
     assert f"its p99 is {closed[9_900] * 1e3:.0f} ms" in text
     assert f"seed {sum(x > 0.1 for x in open_)} of them wait" in text
     assert f"the p99 is {open_[9_900] * 1e3:.0f} ms" in text
+
+
+def test_lesson14_tokens_per_step_and_best_draft_length():
+    """Lesson 14's tables, recomputed from the geometric sum 1 + alpha + ... + alpha^gamma and
+    the cost model of Leviathan et al. (gamma draft runs of cost c plus one target run), written
+    out here rather than taken from the reference solution."""
+    text = _text("lesson14.md")
+
+    def tokens(a, g):
+        return sum(a ** i for i in range(g + 1))
+
+    def best(a, c, top=16):
+        speed = [tokens(a, g) / (g * c + 1) for g in range(top + 1)]
+        g = max(range(top + 1), key=lambda k: (speed[k], -k))
+        return g, speed[g]
+
+    assert f"emits {tokens(0.8, 4):.2f} tokens on average" in text
+    for a in (0.5, 0.6, 0.7, 0.8, 0.9):
+        row = " | ".join(f"{tokens(a, g):.2f}" for g in (1, 2, 4, 8))
+        assert f"| {a} | {row} |" in text, f"alpha {a}: expected the row | {a} | {row} |"
+        cells = " | ".join(f"{g} ({s:.2f}x)" for g, s in (best(a, 0.05), best(a, 0.2)))
+        assert f"| {a} | {cells} |" in text, f"alpha {a}: expected the row | {a} | {cells} |"
+    assert "(2 tokens at `alpha = 0.5`, 10 at 0.9)" in text
