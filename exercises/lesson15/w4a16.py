@@ -172,6 +172,7 @@ class W4Linear:
 
         CUDA needs compute capability 8.0+, N a multiple of 8, K a multiple of
         ``16 x inner_k_tiles`` (2, 4 or 8) and group_size 32, 64, 128 or 256; x then in bf16.
+        The CPU version wants N a multiple of 16.
         """
         if self.packed.is_cuda:
             weight = torch.ops.aten._convert_weight_to_int4pack(
