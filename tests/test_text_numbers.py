@@ -486,3 +486,25 @@ def test_lesson14_tokens_per_step_and_best_draft_length():
         cells = " | ".join(f"{g} ({s:.2f}x)" for g, s in (best(a, 0.05), best(a, 0.2)))
         assert f"| {a} | {cells} |" in text, f"alpha {a}: expected the row | {a} | {cells} |"
     assert "(2 tokens at `alpha = 0.5`, 10 at 0.9)" in text
+
+
+def test_lesson15_int4_bytes_and_ridge():
+    """The bytes, ratios and times lesson 15 quotes for a 4096 x 4096 weight at g128, recomputed
+    from the storage formula and the H200 fixture (the text once carried an "about 3.5x" that
+    fits float32 scales and zeros, not the BF16 ones it described)."""
+    h200 = hf.load("h200_sxm")
+    bw, peak = h200.memory_bandwidth_bytes_per_s, h200.peak_flops("bf16")
+    text = _text("lesson15.md")
+    n = k = 4096
+    bf16 = 2 * n * k
+    w4 = n * k // 2 + n * (k // 128) * (2 + 2)
+    assert f"{bf16:,} B" in text and f"{w4:,} B" in text
+    assert f"{bf16 / w4:.2f}x" == "3.76x" and "3.76x" in text
+    assert f"4 + 32 / 128 = {4 + 32 / 128}" in text
+    assert f"16 / 4.25 = {16 / 4.25:.2f}x" in text
+    assert f"4.5 bits per weight ({16 / 4.5:.2f}x)" in text
+    assert f"= {4 + 20 / 128:.2f}` bits ({16 / (4 + 20 / 128):.2f}x)" in text
+    assert f"{bf16 / bw * 1e6:.2f} us" in text and f"{w4 / bw * 1e6:.2f} us" in text
+    ridge = peak / bw
+    assert f"a ridge of {ridge:.0f} FLOP per byte" in text
+    assert f"at about {ridge / (bf16 / w4):.0f} tokens, BF16 at about {ridge:.0f}" in text
