@@ -52,6 +52,15 @@ def check_rate_inputs(amount: float, time_or_rate: float, peak: float, what: str
                          f"and peak {peak!r}")
 
 
+def refuse_above_1(share: float, what: str, implied: str, miscounts: str) -> float:
+    """Return `share`, or raise ValueError when it is above 1 + TOLERANCE: a share of a roof
+    above the roof is a miscount, never a fast run."""
+    if share > 1 + TOLERANCE:
+        raise ValueError(f"{what} {share:.3g} is above 1: {implied}, faster than the peak. "
+                         f"{miscounts}")
+    return share
+
+
 def mbu(bytes_per_step: float, step_time_s: float, peak_bytes_per_s: float) -> float:
     """Model bandwidth utilisation of a decode step.
 
@@ -60,10 +69,9 @@ def mbu(bytes_per_step: float, step_time_s: float, peak_bytes_per_s: float) -> f
         step_time_s: the step's time, s (at batch 1 this is the TPOT).
         peak_bytes_per_s: the device's peak memory bandwidth, B/s (e.g. an H200's 4.8e12).
     Returns:
-        (bytes_per_step / step_time_s) / peak_bytes_per_s, a share in [0, 1].
-    Raises:
-        ValueError when the share is above 1 + TOLERANCE, saying which rate the count implies
-        and that the byte count or the time must be wrong.
+        (bytes_per_step / step_time_s) / peak_bytes_per_s, a share in [0, 1]. The given line
+        after your code refuses a share above 1 (ValueError naming the likely miscount), so
+        assign ``share`` and let the function reach it. One line.
 
     Example: 16.3e9 B in 10 ms on 4.8e12 B/s -> 0.34.
 
@@ -72,15 +80,12 @@ def mbu(bytes_per_step: float, step_time_s: float, peak_bytes_per_s: float) -> f
     check_rate_inputs(bytes_per_step, step_time_s, peak_bytes_per_s, "mbu")
     ### BEGIN SOLUTION
     share = bytes_per_step / step_time_s / peak_bytes_per_s
-    if share > 1 + TOLERANCE:
-        raise ValueError(
-            f"MBU {share:.3g} is above 1: reading {bytes_per_step:.4g} B in {step_time_s:.4g} s "
-            f"is {bytes_per_step / step_time_s:.4g} B/s, faster than the peak "
-            f"{peak_bytes_per_s:.4g} B/s. The byte count is too high (weights read once per "
-            "sequence instead of once per step? bits for bytes?) or the time too short (ms "
-            "passed as s?)")
-    return share
     ### END SOLUTION
+    return refuse_above_1(
+        share, "MBU", f"reading {bytes_per_step:.4g} B in {step_time_s:.4g} s is "
+        f"{bytes_per_step / step_time_s:.4g} B/s on a {peak_bytes_per_s:.4g} B/s device",
+        "The byte count is too high (weights read once per sequence instead of once per step? "
+        "bits for bytes?) or the time too short (ms passed as s?)")
 
 
 def mfu(tokens_per_s: float, flops_per_token: float, peak_flops_per_s: float) -> float:
@@ -93,10 +98,8 @@ def mfu(tokens_per_s: float, flops_per_token: float, peak_flops_per_s: float) ->
             attention: lesson 01), FLOP.
         peak_flops_per_s: the device's dense peak for the dtype used, FLOP/s.
     Returns:
-        tokens_per_s x flops_per_token / peak_flops_per_s, a share in [0, 1].
-    Raises:
-        ValueError when the share is above 1 + TOLERANCE, saying which FLOP rate the counts
-        imply and that the FLOP count or the token rate must be wrong.
+        tokens_per_s x flops_per_token / peak_flops_per_s, a share in [0, 1]. As in ``mbu``,
+        the given line after your code refuses a share above 1; assign ``share``. One line.
 
     Example: 1000 tokens/s x 16e9 FLOP on 989.4e12 FLOP/s -> 0.0162.
 
@@ -105,11 +108,9 @@ def mfu(tokens_per_s: float, flops_per_token: float, peak_flops_per_s: float) ->
     check_rate_inputs(flops_per_token, tokens_per_s, peak_flops_per_s, "mfu")
     ### BEGIN SOLUTION
     share = tokens_per_s * flops_per_token / peak_flops_per_s
-    if share > 1 + TOLERANCE:
-        raise ValueError(
-            f"MFU {share:.3g} is above 1: {tokens_per_s:.4g} tokens/s x {flops_per_token:.4g} "
-            f"FLOP is {tokens_per_s * flops_per_token:.4g} FLOP/s, faster than the peak "
-            f"{peak_flops_per_s:.4g} FLOP/s. The FLOP count is too high (a multiply-add counted "
-            "as 4 FLOPs? the wrong dtype's peak?) or the token rate too high (ms passed as s?)")
-    return share
     ### END SOLUTION
+    return refuse_above_1(
+        share, "MFU", f"{tokens_per_s:.4g} tokens/s x {flops_per_token:.4g} FLOP is "
+        f"{tokens_per_s * flops_per_token:.4g} FLOP/s on a {peak_flops_per_s:.4g} FLOP/s device",
+        "The FLOP count is too high (a multiply-add counted as 4 FLOPs? the wrong dtype's "
+        "peak?) or the token rate too high (ms passed as s?)")
