@@ -102,7 +102,7 @@ def plans(draw, max_requests=6):
 
 
 @pytest.mark.points(3)
-@settings(max_examples=60)
+@settings(max_examples=40)
 @given(ps=plans())
 def test_interleaved_traces_built_from_known_latencies(ps):
     """Bugs: TPOT divided by n_out (the first token counted twice) or taken as E2E / n_out;
@@ -190,7 +190,7 @@ values_st = st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size
 
 
 @pytest.mark.points(2)
-@settings(max_examples=80)
+@settings(max_examples=60)
 @given(values=values_st, q=st.one_of(st.sampled_from([0, 1, 50, 90, 99, 99.9, 100]),
                                      st.floats(0, 100)))
 def test_percentile_equals_numpy(values, q):
@@ -225,7 +225,7 @@ def metrics_st():
 
 
 @pytest.mark.points(2)
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(ms=metrics_st(), qs=st.lists(st.sampled_from([0, 25, 50, 75, 90, 95, 99, 100]),
                                     min_size=1, max_size=4, unique=True))
 def test_summarize_matches_numpy_in_milliseconds(ms, qs):
