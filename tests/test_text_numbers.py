@@ -182,7 +182,7 @@ def test_the_link_check_catches_the_wrong_lesson():
     """The check itself: "lesson 02 for FLOPs" and "lesson 24 for TTFT" are refused."""
     assert check_lesson_link("01", "lesson01.md#flops-per-token", None) is None
     assert check_lesson_link("02", "lesson02.md#flops-per-token", None)
-    assert check_lesson_link("17", "README.md#the-lessons", "TTFT") is None
+    assert check_lesson_link("24", "README.md#the-lessons", "goodput") is None
     assert check_lesson_link("24", "README.md#the-lessons", "TTFT")
     assert check_lesson_link("03", "lesson03.md", None)
     assert check_lesson_link("03", "README.md#the-lessons", "prefill")
@@ -205,7 +205,7 @@ def test_the_reference_check_refuses_bare_and_wrong_references():
     assert reference_problems("FLOPs: see [lesson 02](lesson02.md#flops-per-token).")
     assert reference_problems("TTFT ([lesson 24](README.md#the-lessons \"TTFT\")).")
     assert not reference_problems("FLOPs: see [lesson 01](lesson01.md#flops-per-token).")
-    assert not reference_problems("TTFT ([lesson 17](README.md#the-lessons \"TTFT\")).")
+    assert not reference_problems("goodput ([lesson 24](README.md#the-lessons \"goodput\")).")
     assert not reference_problems("run `autograder grade exercises --lesson 03`")
 
 
@@ -508,3 +508,36 @@ def test_lesson15_int4_bytes_and_ridge():
     ridge = peak / bw
     assert f"a ridge of {ridge:.0f} FLOP per byte" in text
     assert f"at about {ridge / (bf16 / w4):.0f} tokens, BF16 at about {ridge:.0f}" in text
+
+
+def test_lesson17_mbu_and_mfu_examples():
+    """Lesson 17's MBU and MFU examples, recomputed from the model configs and the H200
+    fixture: batch 1 and batch 32 of Llama-3-8B (and the batch counted with the weights once
+    per sequence), the MFU of both, and SmolLM2 at a 5 ms TPOT."""
+    from course.config import SMOLLM2_135M
+
+    h200 = hf.load("h200_sxm")
+    bw, peak = h200.memory_bandwidth_bytes_per_s, h200.peak_flops("bf16")
+    text = _text("lesson17.md")
+    weights, kv = 2 * _params(LLAMA3_8B), 2048 * _kv_bytes_per_token(LLAMA3_8B)
+    assert f"= {weights:,} B" in text and f"2,048 x 131,072 B = {kv:,} B" in text
+    step = weights + kv
+    assert f"together {step:,} B = {step / 1e9:.2f} GB per step" in text
+    assert f"{step / 10e-3 / 1e12:.3f} TB/s in 10 ms, MBU {step / 10e-3 / bw:.2f}" in text
+    assert f"take {step / bw * 1e3:.2f} ms per token" in text
+    batch = weights + 32 * kv
+    assert f"32 x {kv:,} B = {32 * kv / 1e9:.2f} GB of KV is {batch / 1e9:.2f} GB" in text
+    assert f"MBU {batch / 20e-3 / bw:.2f}" in text
+    wrong = 32 * weights + 32 * kv
+    assert f"it is {wrong / 1e9:.1f} GB and MBU {wrong / 20e-3 / bw:.1f}" in text
+    attention = 4 * LLAMA3_8B.n_layers * 2048 * LLAMA3_8B.d_model
+    assert round(100 * attention / (2 * _params(LLAMA3_8B))) == 7 and "about 7% more" in text
+    flops = 2 * _params(LLAMA3_8B)
+    assert f"x {flops / 1e9:.2f} GFLOP = {100 * flops / 1e12:.2f} TFLOP/s" in text
+    assert f"an MFU of {100 * 100 * flops / peak:.2f}%" in text
+    assert f"at 1,600 tokens/s, is {100 * 1600 * flops / peak:.1f}%" in text
+    small = 2 * _params(SMOLLM2_135M)
+    small_step = small + 1024 * _kv_bytes_per_token(SMOLLM2_135M)
+    assert f"= {small:,} B" in text and f"= {small_step:,} B per step" in text
+    assert f"that is {small_step / 5e-3 / 1e9:.1f} GB/s, an MBU of {small_step / 5e-3 / bw:.3f}" \
+        in text
