@@ -48,6 +48,16 @@ def test_token_budget_is_used_exactly_and_never_exceeded():
     chunks = [step(s2).tokens for _ in range(3)]
     assert chunks == [{0: 5}, {0: 5}, {0: 2}], f"a 12-token prompt in chunks of 5, got {chunks}"
     assert seq(s2, 0).output == [100]
+    s3 = Scheduler(num_blocks=64, block_size=4, token_budget=3)
+    for i in range(3):
+        s3.add(Request(i, [i] * 1, max_new_tokens=4))
+    plans = [step(s3).tokens for _ in range(2)]
+    assert plans == [{0: 1, 1: 1, 2: 1}, {0: 1, 1: 1, 2: 1}], \
+        f"one-token prompts fill a budget of 3 exactly, then three decodes: got {plans}"
+    s3.add(Request(3, [3], max_new_tokens=4))
+    plan = step(s3).tokens
+    assert plan == {0: 1, 1: 1, 2: 1}, \
+        f"the budget is spent by the three decodes: nothing else runs, not even for 0 tokens: {plan}"
 
 
 @pytest.mark.points(2)
@@ -91,11 +101,13 @@ def test_victim_already_scheduled_gives_back_its_tokens():
     the budget."""
     s = Scheduler(num_blocks=4, block_size=2, token_budget=16, policy="priority",
                   aging_steps=None)
-    s.add(Request(0, [1] * 2, max_new_tokens=3, priority=5))  # least important, admitted first
-    s.add(Request(1, [2] * 2, max_new_tokens=3, priority=0))
-    s.add(Request(2, [3] * 2, max_new_tokens=3, priority=0))
-    step(s)  # all three hold 1 block; 1 free
-    plan = s.schedule()  # 0 takes the free block; 1 needs one: the victim is 0 (priority 5)
+    s.add(Request(0, [1] * 2, max_new_tokens=4, priority=5))  # least important, runs first
+    step(s)  # 0 holds 1 block
+    s.add(Request(1, [2] * 2, max_new_tokens=3, priority=0, arrival=1))
+    s.add(Request(2, [3] * 2, max_new_tokens=3, priority=0, arrival=1))
+    step(s)  # 0 writes slot 2 (2 blocks); 1 and 2 admitted (1 block each): none free
+    plan = s.schedule()  # 0 is scheduled first (slot 3, no new block); 1 needs a block:
+    # the victim is 0, whose token this step must leave the plan
     assert plan.preempted == [0] and plan.tokens == {1: 1, 2: 1}, plan
     assert s.free_blocks == 0 and seq(s, 0).blocks == 0
 
