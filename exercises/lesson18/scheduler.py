@@ -202,12 +202,13 @@ class Scheduler:
     def preempt(self, seq: Sequence, plan: Plan) -> None:
         """Take running ``seq`` off the GPU and back to the waiting queue.
 
-        Undo its part of ``plan`` if it was already scheduled this step (its tokens go back
-        to the budget implicitly: they leave ``plan.tokens``); free all its blocks; under
+        Undo its part of ``plan`` if it was already scheduled this step (remove it from
+        ``plan.tokens``; ``schedule`` gives those tokens back to its budget); free all its
+        blocks; under
         ``recompute`` drop its KV (``num_computed = 0``); under ``swap`` record the blocks
         copied out in ``plan.swap_out`` and mark it ``swapped``. It keeps its ``output``.
         Count the preemption, append its id to ``plan.preempted`` and insert it into
-        ``self.waiting`` in queue order.
+        ``self.waiting`` in queue order. About 15 lines.
 
         Read: learning/lesson18.md#preemption-recompute-or-swap
         """
@@ -221,13 +222,17 @@ class Scheduler:
            num_computed, budget left)``; stop when the budget is spent. It needs
            ``blocks_for(num_computed + n) - blocks`` new blocks; while they exceed
            ``free_blocks``, preempt ``choose_victim()`` (if that is the sequence itself, it
-           does not run). Then take the blocks and record ``plan.tokens[id] = n``.
+           does not run; if the victim was already in ``plan.tokens``, its tokens return to
+           the budget left). Then take the blocks and record ``plan.tokens[id] = n``.
         2. If nobody was preempted: admit from the head of ``waiting`` while the budget
            lasts, ``len(running) < max_running`` and its blocks fit, else stop. An admitted
            sequence gets ``n = min(len(tokens) - num_computed, budget left)``, its blocks,
-           a new ``admitted_order``, joins ``running`` and ``plan.admitted``; a swapped one
-           is copied back (``plan.swap_in[id]`` = its blocks before this step's tokens,
-           ``swapped = False``).
+           a new ``admitted_order`` (increment ``self._admissions`` and use it), joins
+           ``running`` and ``plan.admitted``; a swapped one is copied back
+           (``plan.swap_in[id]`` = its blocks before this step's tokens, ``swapped = False``).
+
+        Returns the plan; ``update`` advances the sequences once the engine ran it. About 40
+        lines.
 
         Read: learning/lesson18.md#the-scheduling-loop
         """

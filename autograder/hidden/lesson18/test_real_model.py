@@ -43,9 +43,9 @@ def expected(model):
 def run_engine(model, sched):
     """A minimal engine: one HF cache per sequence; a preempted sequence's cache is dropped
     (recompute) or kept aside (swap); each planned chunk is fed on top of its cache."""
-    from transformers import DynamicCache
+    from course.model import hf_forward_with_cache
 
-    caches = {}
+    caches = {}  # sequence id -> transformers' cache object
     for i, p in enumerate(PROMPTS):
         sched.add(Request(i, list(p), NEW_TOKENS))
     preempted_with_output = 0
@@ -62,12 +62,13 @@ def run_engine(model, sched):
             by_id = {s.id: s for s in sched.running}
             for sid, n in plan.tokens.items():
                 seq = by_id[sid]
-                cache = caches.setdefault(sid, DynamicCache())
-                assert cache.get_seq_length() == seq.num_computed, (
+                cache = caches.get(sid)
+                held = 0 if cache is None else cache.get_seq_length()
+                assert held == seq.num_computed, (
                     f"sequence {sid}: the scheduler says {seq.num_computed} tokens are cached, "
-                    f"the model's cache holds {cache.get_seq_length()}")
+                    f"the model's cache holds {held}")
                 chunk = torch.tensor([seq.tokens[seq.num_computed:seq.num_computed + n]])
-                logits = model(chunk, past_key_values=cache, use_cache=True).logits
+                logits, caches[sid] = hf_forward_with_cache(model, chunk, cache)
                 if seq.num_computed + n == len(seq.tokens):
                     sampled[sid] = int(logits[0, -1].argmax())
             for sid in sched.update(plan, sampled):
