@@ -22,11 +22,6 @@ import math
 from dataclasses import dataclass
 
 
-def kv_bytes_per_token(cfg, dtype_bytes: int = 2) -> int:
-    """K and V of every layer and KV head for one token (lesson 04's formula)."""
-    return 2 * cfg.n_layers * cfg.n_kv_heads * cfg.d_head * dtype_bytes
-
-
 def layer_params(cfg) -> int:
     """Weights that every token multiplies in the decoder layers (no embeddings, no norms)."""
     d = cfg.d_model
@@ -54,7 +49,9 @@ def _check(cfg, ctx_len, link, peak, dtype_bytes):
 
 def swap_seconds(cfg, ctx_len: int, link_bytes_per_s_per_direction: float,
                  dtype_bytes: int = 2) -> float:
-    """Seconds to copy the KV of ``ctx_len`` tokens to the host and back, one direction each.
+    """Seconds to copy the KV of ``ctx_len`` tokens to the host and back, one direction each:
+    ``2 x ctx_len x b / link``, with ``b`` the KV bytes per token at ``dtype_bytes`` per value
+    (K and V of every layer and KV head).
 
     Read: learning/lesson18.md#swap-or-recompute
     """

@@ -22,11 +22,6 @@ import math
 from dataclasses import dataclass
 
 
-def kv_bytes_per_token(cfg, dtype_bytes: int = 2) -> int:
-    """K and V of every layer and KV head for one token (lesson 04's formula)."""
-    return 2 * cfg.n_layers * cfg.n_kv_heads * cfg.d_head * dtype_bytes
-
-
 def layer_params(cfg) -> int:
     """Weights that every token multiplies in the decoder layers (no embeddings, no norms)."""
     d = cfg.d_model
@@ -54,13 +49,16 @@ def _check(cfg, ctx_len, link, peak, dtype_bytes):
 
 def swap_seconds(cfg, ctx_len: int, link_bytes_per_s_per_direction: float,
                  dtype_bytes: int = 2) -> float:
-    """Seconds to copy the KV of ``ctx_len`` tokens to the host and back, one direction each.
+    """Seconds to copy the KV of ``ctx_len`` tokens to the host and back, one direction each:
+    ``2 x ctx_len x b / link``, with ``b`` the KV bytes per token at ``dtype_bytes`` per value
+    (K and V of every layer and KV head).
 
     Read: learning/lesson18.md#swap-or-recompute
     """
     _check(cfg, ctx_len, link_bytes_per_s_per_direction, 1.0, dtype_bytes)
     ### BEGIN SOLUTION
-    return 2 * ctx_len * kv_bytes_per_token(cfg, dtype_bytes) / link_bytes_per_s_per_direction
+    per_token = 2 * cfg.n_layers * cfg.n_kv_heads * cfg.d_head * dtype_bytes
+    return 2 * ctx_len * per_token / link_bytes_per_s_per_direction
     ### END SOLUTION
 
 
@@ -96,8 +94,9 @@ def swap_vs_recompute(cfg, ctx_len: int, link_bytes_per_s_per_direction: float,
     swap = swap_seconds(cfg, ctx_len, link_bytes_per_s_per_direction, dtype_bytes)
     recompute = recompute_seconds(cfg, ctx_len, peak_flops_per_s)
     a = 2 * cfg.n_layers * cfg.n_heads * cfg.d_head
-    per_token_swap_flops = 2 * kv_bytes_per_token(cfg, dtype_bytes) * peak_flops_per_s \
-        / link_bytes_per_s_per_direction
+    # FLOPs the GPU could do in the time one token's KV takes out and back
+    per_token_swap_flops = swap_seconds(cfg, 1, link_bytes_per_s_per_direction, dtype_bytes) \
+        * peak_flops_per_s
     crossover = max(1, math.ceil((per_token_swap_flops - 2 * layer_params(cfg)) / a - 1))
     return SwapOrRecompute("swap" if swap <= recompute else "recompute", swap, recompute,
                            crossover)
