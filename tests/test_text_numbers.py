@@ -541,3 +541,45 @@ def test_lesson17_mbu_and_mfu_examples():
     assert f"= {small:,} B" in text and f"= {small_step:,} B per step" in text
     assert f"that is {small_step / 5e-3 / 1e9:.1f} GB/s, an MBU of {small_step / 5e-3 / bw:.3f}" \
         in text
+
+
+def test_lesson18_swap_or_recompute_worked_example():
+    """Lesson 18's swap-versus-recompute example, recomputed from the H100 fixture (PCIe per
+    direction, dense BF16 peak) and the model configs with the lesson's two cost models."""
+    h100 = hf.load("h100_sxm")
+    link, peak = h100.pcie_x16_bytes_per_s_per_direction, h100.peak_flops("bf16")
+    assert (link, peak) == (64e9, 989.4e12)
+    text = _text("lesson18.md")
+
+    def layer_params(c):
+        d = c.d_model
+        return c.n_layers * (2 * d * c.n_heads * c.d_head + 2 * d * c.n_kv_heads * c.d_head
+                             + 3 * d * c.d_ff)
+
+    def times(c, L):
+        a = 2 * c.n_layers * c.n_heads * c.d_head
+        swap = 2 * L * _kv_bytes_per_token(c) / link
+        return swap, (2 * layer_params(c) * L + a * L * (L + 1)) / peak
+
+    p3 = layer_params(LLAMA3_8B)
+    assert f"P = {p3:,} parameters" in text
+    kv = 2048 * _kv_bytes_per_token(LLAMA3_8B)
+    assert f"holds {kv:,} B ({kv // 2**20} MiB)" in text
+    swap, recompute = times(LLAMA3_8B, 2048)
+    assert f"= {swap * 1e3:.2f} ms;" in text and f"= {recompute * 1e3:.2f} ms." in text
+    assert f"Swap is {recompute / swap:.1f}x cheaper" in text
+    assert f"swap costs {2 * _kv_bytes_per_token(LLAMA3_8B) / link * 1e6:.2f} us and recompute " \
+           f"at least {2 * p3 / peak * 1e6:.2f} us" in text
+    assert 2 * _kv_bytes_per_token(LLAMA3_8B) * peak / link < 2 * p3, "swap must win at L = 1"
+    # Llama-2-7B: MHA, a crossover inside reach
+    p2, b2 = layer_params(LLAMA2_7B), _kv_bytes_per_token(LLAMA2_7B)
+    assert f"swap costs {2 * b2 / link * 1e6:.2f} us and recompute {2 * p2 / peak * 1e6:.2f} us" \
+        in text
+    a2 = 2 * LLAMA2_7B.n_layers * LLAMA2_7B.n_heads * LLAMA2_7B.d_head
+    crossover = math.ceil((2 * b2 * peak / link - 2 * p2) / a2 - 1)
+    assert f"the crossover is {crossover:,} tokens" in text
+    assert times(LLAMA2_7B, crossover)[0] <= times(LLAMA2_7B, crossover)[1]
+    assert times(LLAMA2_7B, crossover - 1)[0] > times(LLAMA2_7B, crossover - 1)[1]
+    swap2, recompute2 = times(LLAMA2_7B, 2048)
+    assert f"recompute takes {recompute2 * 1e3:.2f} ms against {swap2 * 1e3:.2f} ms" in text
+    assert crossover > LLAMA2_7B.max_position and f"{LLAMA2_7B.max_position:,}-token context" in text

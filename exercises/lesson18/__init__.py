@@ -1,0 +1,1 @@
+"""Lesson 18: scheduling, admission control and preemption."""
