@@ -154,8 +154,13 @@ def test_tokens_to_compute_keeps_the_last_token(block_size, blocks, extra):
 
 
 @pytest.mark.points(1)
-def test_tokens_to_compute_refuses_bad_input():
-    """Bug: a hit longer than the prompt or inside a block accepted silently."""
+def test_tokens_to_compute_tiny_prompts_and_bad_input():
+    """Bug: a one-token prompt, or a prompt of exactly one cached block, left with nothing
+    to compute; bad input (a hit longer than the prompt, or inside a block) accepted."""
+    assert tokens_to_compute(1, 0, 4) == 1
+    assert tokens_to_compute(4, 4, 4) == 4, "one full cached block: it must be recomputed"
+    assert tokens_to_compute(5, 4, 4) == 1
+    assert tokens_to_compute(1, 0, 1) == 1 and tokens_to_compute(2, 2, 1) == 1
     for args in [(0, 0, 4), (8, 12, 4), (8, 3, 4), (8, -4, 4)]:
         with pytest.raises(ValueError):
             tokens_to_compute(*args)
