@@ -169,20 +169,15 @@ class RadixCache:
         return k
 
     def _walk(self, key: tuple[int, ...]) -> tuple[list[Node], int, int]:
-        """Follow ``key`` from the root without changing anything: the nodes entered, the
-        tokens matched, and how many blocks of the last node's edge matched."""
-        path, node, pos, k = [], self.root, 0, 0
-        while pos < len(key):
-            child = node.children.get(key[pos:pos + self.block_size])
-            if child is None:
-                break
-            k = self._common_blocks(child, key, pos)
-            path.append(child)
-            pos += k * self.block_size
-            if k < len(child.blocks):
-                break
-            node = child
-        return path, pos, k
+        """Follow ``key`` from the root without changing anything: ``(path, matched, k)``,
+        the nodes entered in order, the tokens matched (a multiple of ``block_size``), and
+        how many blocks of the last entered node's edge matched (all of them unless the walk
+        stopped inside that edge). Used by every method that follows a prompt.
+
+        Read: learning/lesson13.md#matching-a-prefix
+        """
+        # hint: self._common_blocks(child, key, pos) compares an edge block by block
+        raise NotImplementedError('lesson13: RadixCache._walk - read learning/lesson13.md#matching-a-prefix')
 
     # ------------------------------------------------------------------ the learner's part
 

@@ -51,13 +51,21 @@ def test_evict_zero_negative_and_empty():
 @pytest.mark.points(1)
 def test_a_match_inside_a_long_edge_returns_only_the_matched_blocks():
     """Bug: a match that ends inside an edge of several blocks returns all of the edge's
-    blocks (so the engine would read KV computed for other tokens)."""
+    blocks (so the engine would read KV computed for other tokens), or walks on into that
+    edge's children from the point where it left the edge."""
     c = RadixCache(block_size=2)
     c.insert([0, 1, 2, 3, 4, 5, 6, 7], [10, 11, 12, 13])
     m = c.match_prefix([0, 1, 2, 3, 9, 9, 6, 7])
     assert (m.num_tokens, m.blocks) == (4, (10, 11)), f"got {m}"
     m = c.match_prefix([0, 1, 2])
     assert (m.num_tokens, m.blocks) == (2, (10,)), f"the odd token is not a block; got {m}"
+    d = RadixCache(block_size=1)
+    d.insert([1, 2, 3, 4], [0, 1, 2, 3])
+    d.insert([1, 2, 3, 4, 9], [0, 1, 2, 3, 4])
+    m = d.match_prefix([1, 2, 9])
+    assert (m.num_tokens, m.blocks) == (2, (0, 1)), \
+        f"[1, 2, 9] leaves the edge [1, 2, 3, 4] after two tokens; the [9] below that edge " \
+        f"follows [1, 2, 3, 4], not [1, 2]; got {m}"
 
 
 @pytest.mark.points(1)
