@@ -63,7 +63,7 @@ MUTATIONS = [
              "            if k < len(child.blocks):\n                break\n            node = child\n",
              "            node = child\n",
              (H13 + "test_radix_edges.py::test_a_match_inside_a_long_edge_returns_only_the_matched_blocks",),
-             kind="multi-token"),
+             kind="multi-token"),  # the state machine catches it too, in about 12 s
     Mutation("reference does not split: the whole edge is held", "lesson13", "radix_cache.py",
              "        if path and k < len(path[-1].blocks):\n            path[-1] = self._split(path[-1], k)",
              "        pass",
