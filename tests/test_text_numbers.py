@@ -583,3 +583,27 @@ def test_lesson18_swap_or_recompute_worked_example():
     swap2, recompute2 = times(LLAMA2_7B, 2048)
     assert f"recompute takes {recompute2 * 1e3:.2f} ms against {swap2 * 1e3:.2f} ms" in text
     assert crossover > LLAMA2_7B.max_position and f"{LLAMA2_7B.max_position:,}-token context" in text
+
+
+def test_lesson13_prefix_hit_savings():
+    """Lesson 13's worked example: the KV bytes of a 4,096-token shared prefix for Llama-3-8B
+    and SmolLM2-135M, what sixteen conversations save by sharing it, the prefill FLOPs a hit
+    skips, and the last-token rule on it, recomputed from the model configs."""
+    from course.config import SMOLLM2_135M
+    from solutions.lesson13.radix_cache import tokens_to_compute
+
+    text = _text("lesson13.md")
+    llama, smol = _kv_bytes_per_token(LLAMA3_8B), _kv_bytes_per_token(SMOLLM2_135M)
+    assert llama == 131_072 and f"{llama:,} B per token" in text
+    prefix = 4096 * llama
+    assert f"4,096 x {llama:,} B = {prefix:,} B = {prefix / 2**20:.0f} MiB" in text
+    assert f"{16 * prefix / GiB:.0f} GiB becomes {prefix / 2**20:.0f} MiB" in text
+    assert f"{15 * prefix:,} B ({15 * prefix / GiB:.1f} GiB)" in text
+    n = _params(LLAMA3_8B)
+    assert f"2 x {n:,} x 4,096 = {2 * n * 4096 / 1e12:.1f} TFLOP" in text
+    assert f"4,096 x {smol:,} B = {4096 * smol:,} B = {4096 * smol / 2**20:.0f} MiB" in text
+    assert f"4,096 / 16 = {4096 // 16} blocks" in text
+    full = tokens_to_compute(4096, 4096, 16)
+    assert f"reuses {4096 - full:,} and computes {full}" in text
+    more = tokens_to_compute(4100, 4096, 16)
+    assert f"prompt of 4,100 tokens with the same prefix reuses {4100 - more:,} and computes {more}" in text

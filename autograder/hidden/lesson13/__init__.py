@@ -1,0 +1,1 @@
+"""Hidden graders for lesson 13."""
