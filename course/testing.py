@@ -46,3 +46,27 @@ def describe_calls(calls: list[str], limit: int = 30) -> str:
     shown = calls[-limit:]
     start = len(calls) - len(shown)
     return "\n".join(f"  {start + i + 1}. {c}" for i, c in enumerate(shown))
+
+
+# Two float32 forward passes that batch the same positions differently (a cached decode against
+# one pass over the whole sequence) differ in their last bits; where two tokens' logits are that
+# close, either is a correct greedy choice. Below this gap, in logits, a token counts as a tie.
+GREEDY_TIE_LOGITS = 1e-3
+
+
+def is_greedy_continuation(model, prompt: list[int], tokens: list[int], *,
+                           tie: float = GREEDY_TIE_LOGITS) -> bool:
+    """True when every token of ``tokens`` is the argmax, within ``tie`` logits, of ``model``'s
+    logits given ``prompt`` and the earlier tokens (one teacher-forced pass of an HF causal LM).
+
+    Use it where a test compares a greedy decode with a reference decode and they differ: a
+    near-tie on another CPU or maths library may flip a token without any bug, and this tells
+    such a flip from a real error (a dropped, repeated or misplaced token is far from the argmax).
+    """
+    if not tokens:
+        return True
+    seq = torch.tensor([list(prompt) + list(tokens)])
+    with torch.no_grad():
+        logits = model(seq).logits[0, len(prompt) - 1:-1].float()
+    picked = logits[torch.arange(len(tokens)), torch.tensor(tokens)]
+    return bool((picked >= logits.amax(dim=-1) - tie).all())

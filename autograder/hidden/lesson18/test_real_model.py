@@ -1,11 +1,13 @@
 """Hidden grader, lesson 18: the scheduler drives SmolLM2-135M (HF transformers, float32,
 greedy) with a cache too small for its requests; every request, preempted or not, must produce
 exactly the tokens the model gives it alone, without a cache (each token the argmax of a full
-forward over prompt + tokens so far)."""
+forward over prompt + tokens so far), up to a near-tie in the logits that another CPU's
+arithmetic may flip (course.testing.is_greedy_continuation)."""
 
 import pytest
 import torch
 
+from course.testing import is_greedy_continuation
 from exercises.lesson18.scheduler import Request, Scheduler
 
 PROMPTS = [  # fixed token ids: no tokenizer needed
@@ -90,5 +92,7 @@ def test_preempted_and_recomputed_request_produces_the_same_tokens(model, expect
     got, preempted_with_output = run_engine(model, sched)
     assert preempted_with_output > 0, "the test must preempt a request that has generated"
     for i, want in enumerate(expected):
-        assert got[i] == want, (f"request {i} ({mode}): {got[i]} but the model without a "
-                                f"cache or preemption gives {want}")
+        same = got[i] == want or (len(got[i]) == len(want)
+                                  and is_greedy_continuation(model, PROMPTS[i], got[i]))
+        assert same, (f"request {i} ({mode}): {got[i]} but the model without a cache or "
+                      f"preemption gives {want}")
