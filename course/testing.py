@@ -7,6 +7,8 @@ what the reference was ("dense SDPA over the same tokens").
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
@@ -70,3 +72,16 @@ def is_greedy_continuation(model, prompt: list[int], tokens: list[int], *,
         logits = model(seq).logits[0, len(prompt) - 1:-1].float()
     picked = logits[torch.arange(len(tokens)), torch.tensor(tokens)]
     return bool((picked >= logits.amax(dim=-1) - tie).all())
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` intra-op torch threads, then restore the previous count. Tests that
+    make thousands of calls on tiny tensors run faster on one thread (a busy 2-core machine ran
+    them several times slower with two); the answers do not depend on it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from course.stats import chi_square
+from course.testing import torch_threads
 from exercises.lesson14.acceptance import acceptance_rate, speculative_accept
 
 P_MIN = 1e-4  # the chi-square p-value below which the output is not the target's distribution
@@ -17,10 +18,8 @@ P_MIN = 1e-4  # the chi-square p-value below which the output is not the target'
 @pytest.fixture
 def one_thread():
     """Thousands of calls on tiny tensors: extra threads only add overhead on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 def one_hot(ids, vocab):

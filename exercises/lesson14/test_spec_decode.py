@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from course.stats import chi_square
+from course.testing import torch_threads
 from exercises.lesson14.spec_decode import prompt_lookup_draft, spec_decode
 
 VOCAB = 5
@@ -16,10 +17,8 @@ VOCAB = 5
 
 @pytest.fixture
 def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 def table_model(seed, scale=2.0, calls=None):

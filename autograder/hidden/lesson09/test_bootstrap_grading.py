@@ -13,6 +13,7 @@ from statistics import NormalDist
 import pytest
 import torch
 
+from course.testing import torch_threads
 from exercises.lesson09.bootstrap import percentile_ci
 
 TRIALS, N, N_BOOT = 200, 100, 500
@@ -34,10 +35,8 @@ CASES = {
 def one_thread():
     """Intra-op threads only add overhead on tensors this small (a busy 2-core machine ran the
     coverage loop ten times slower with two); the answers do not depend on it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 def data_set(dist, q, seed):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from course.stats import chi_square
+from course.testing import torch_threads
 from exercises.lesson14.acceptance import acceptance_rate, speculative_accept
 
 P_MIN = 1e-4
@@ -17,10 +18,8 @@ P_MIN = 1e-4
 
 @pytest.fixture
 def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 def one_hot(ids, vocab):
