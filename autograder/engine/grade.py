@@ -27,8 +27,11 @@ from .workspace import available_lessons, build_workspace, copy_stubs, submitted
 
 @contextlib.contextmanager
 def stopped_by_signals():
-    """Turn SIGTERM and SIGHUP into ``SystemExit`` while grading, so that the ``finally``
-    clauses that kill the child run (Ctrl-C already raises ``KeyboardInterrupt``)."""
+    """Turn SIGTERM and SIGHUP into ``SystemExit`` and SIGINT into ``KeyboardInterrupt`` while
+    grading, so that the ``finally`` clauses that kill the child run. SIGINT is set explicitly:
+    a grader started as a background job of a non-interactive shell (``cmd &`` in a script, a CI
+    step) inherits SIGINT ignored, and Python keeps it ignored, so ``kill -INT`` would leave the
+    grader and its child running."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -37,6 +40,7 @@ def stopped_by_signals():
         raise SystemExit(128 + signum)
 
     saved = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    saved[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
