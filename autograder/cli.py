@@ -11,7 +11,7 @@ from . import report, sync
 from .engine import REPO_ROOT, GradingError, Limits, grade_target
 
 # Modules of this package that add a subcommand through a register(subparsers) function.
-EXTENSIONS: tuple[str, ...] = ("release", "nbgrader")
+EXTENSIONS: tuple[str, ...] = ("release", "nbgrader", "gradescope")
 
 
 def _lessons(values: list[str] | None) -> list[str] | None:

@@ -101,6 +101,7 @@ def to_gradescope(rows: list[LessonScore]) -> dict:
             output = "passed" if t.outcome == "passed" else t.reason
             tests.append({"name": f"{row.lesson} {display_name(t.nodeid)}", "score": t.score,
                           "max_score": t.points, "output": output,
+                          "status": "passed" if t.outcome == "passed" else "failed",
                           "visibility": "after_published" if t.hidden else "visible"})
     return {"score": sum(r.score for r in rows), "output": "graded by the course autograder",
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
