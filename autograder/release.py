@@ -42,6 +42,8 @@ import json
 import keyword
 import re
 import shutil
+import subprocess
+import sys
 import textwrap
 import tokenize
 import tomllib
@@ -61,16 +63,29 @@ LEARNER_MODULES = ("pytest_impl.py", "shared.py", "selfcheck.py")  # shared.py: 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info",
                                  ".pytest_cache", ".hypothesis")
 
+# One step per lesson: the self-check runs its visible tests and writes the lesson's points in
+# the form Classroom's reporter reads (autograder.selfcheck, --classroom); --max-score is the
+# lesson's visible points counted here, so a test module that stops importing costs points.
 STEP = """      - name: {lesson} visible tests
         id: {lesson}
-        uses: classroom-resources/autograding-command-grader@v1
-        with:
-          test-name: {lesson}
-          setup-command: ""
-          command: python -m pytest exercises/{lesson} -q -p no:cacheprovider
-          timeout: 15
-          max-score: 1
+        timeout-minutes: 15
+        run: python -m autograder.selfcheck --lesson {number} --classroom "$GITHUB_OUTPUT" --max-score {points:g}
 """
+
+
+def visible_points(course_root: Path, lessons: list[str]) -> dict[str, float]:
+    """Each lesson's visible points without a GPU, as the self-check counts them."""
+    proc = subprocess.run([sys.executable, "-m", "autograder.selfcheck", "--collect-points",
+                           "--lesson", ",".join(lessons)], cwd=course_root,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise GradingError("cannot count the visible tests' points for the Classroom "
+                           f"workflow:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    points = json.loads(proc.stdout.strip().splitlines()[-1])
+    missing = [lesson for lesson in lessons if not points.get(lesson)]
+    if missing:
+        raise GradingError(f"no visible test to count in {', '.join(missing)}")
+    return points
 
 
 def _toml_list(values) -> str:
@@ -94,9 +109,10 @@ def _pyproject(course_root: Path) -> str:
     return text
 
 
-def _workflow(lessons: list[str]) -> str:
+def _workflow(lessons: list[str], points: dict[str, float]) -> str:
     text = (TEMPLATE / ".github" / "workflows" / "classroom.yml").read_text()
-    steps = "".join(STEP.format(lesson=lesson) for lesson in lessons)
+    steps = "".join(STEP.format(lesson=lesson, number=lesson[6:], points=points[lesson])
+                    for lesson in lessons)
     env = "".join(f'          {lesson.upper()}_RESULTS: "${{{{steps.{lesson}.outputs.result}}}}"\n'
                   for lesson in lessons)
     return (text.replace("{steps}\n", steps).replace("{reporter_env}\n", env)
@@ -146,7 +162,8 @@ def build_release(out: Path, course_root: Path = REPO_ROOT, lessons: list[str] |
     (out / ".gitignore").write_text((TEMPLATE / "gitignore").read_text())
     workflows = out / ".github" / "workflows"
     workflows.mkdir(parents=True)
-    (workflows / "classroom.yml").write_text(_workflow(lessons))
+    (workflows / "classroom.yml").write_text(_workflow(lessons, visible_points(course_root,
+                                                                               lessons)))
     return sorted(p for p in out.rglob("*") if p.is_file())
 
 

@@ -16,11 +16,24 @@ Usage::
     python -m autograder.selfcheck                  # every lesson
     python -m autograder.selfcheck --lesson 12      # one lesson (repeat, or 3,4)
     python -m autograder.selfcheck --impl PATH      # another folder of lessonNN/ packages
+
+For GitHub Classroom (the release's workflow runs one step per lesson)::
+
+    python -m autograder.selfcheck --lesson 12 --classroom "$GITHUB_OUTPUT" --max-score 40
+
+appends ``result=<base64 JSON>`` to that file: the lesson's result in the form Classroom's
+autograding reporter reads (``classroom-resources/autograding-grading-reporter``: version 1, a
+status, ``max_score``, and one entry per test with its score), and exits 0 so that the
+reporter runs after every lesson. ``--max-score`` is the lesson's visible points as the
+release counted them (``--collect-points`` prints them), so a test module that no longer
+imports costs its points instead of shrinking the total.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +75,7 @@ class Collector:
     def __init__(self):
         self.lessons: dict[str, Lesson] = {}
         self.points: dict[str, float] = {}
+        self.gpu: dict[str, bool] = {}
         self.outcome: dict[str, tuple[str, str]] = {}
 
     def lesson(self, nodeid: str) -> Lesson:
@@ -71,6 +85,7 @@ class Collector:
     def pytest_collection_modifyitems(self, items):
         for item in items:
             self.points[item.nodeid] = _points(item)
+            self.gpu[item.nodeid] = item.get_closest_marker("gpu") is not None
 
     def pytest_collectreport(self, report):
         if report.failed:  # a test module that cannot be imported: all its tests are lost
@@ -100,6 +115,43 @@ class Collector:
                 lesson.failed += 1
                 lesson.failures.append(f"{nodeid}: {reason}")
         return dict(sorted(self.lessons.items()))
+
+
+def collectable_points(collector: Collector) -> dict[str, float]:
+    """Visible points per lesson of the collected tests, GPU tests left out (a runner without
+    a GPU skips them, and a skipped test counts neither way)."""
+    points: dict[str, float] = {}
+    for nodeid, value in collector.points.items():
+        lesson = LESSON_IN.search(nodeid)
+        if lesson and not collector.gpu.get(nodeid):
+            points[lesson.group(1)] = points.get(lesson.group(1), 0.0) + value
+    return dict(sorted(points.items()))
+
+
+def classroom_result(lesson: str, collector: Collector, max_score: float | None) -> dict:
+    """One lesson's result as GitHub Classroom's grading reporter reads it."""
+    tests, possible = [], 0.0
+    for nodeid, (outcome, reason) in collector.outcome.items():
+        match = LESSON_IN.search(nodeid)
+        if outcome == "skipped" or not match or match.group(1) != lesson:
+            continue
+        points = collector.points.get(nodeid, 1.0)
+        possible += points
+        tests.append({"name": nodeid.split("/")[-1], "status": "pass" if outcome == "passed"
+                      else "fail", "score": points if outcome == "passed" else 0,
+                      "message": reason, "test_code": "", "filename": "", "line_no": 0,
+                      "duration": 0})
+    total = possible if max_score is None else max_score
+    broken = collector.lessons.get(lesson, Lesson()).failures
+    broken = [f for f in broken if "cannot be collected" in f]
+    if broken or possible < total:
+        tests.append({"name": "tests that could not run", "status": "error", "score": 0,
+                      "message": "; ".join(broken) or f"{total - possible:g} points of tests "
+                      "were not collected", "test_code": "", "filename": "", "line_no": 0,
+                      "duration": 0})
+    status = ("error" if any(t["status"] == "error" for t in tests) else
+              "fail" if any(t["status"] == "fail" for t in tests) else "pass")
+    return {"version": 1, "status": status, "max_score": total, "tests": tests}
 
 
 def _number(x: float) -> str:
@@ -138,6 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--impl", default="exercises",
                         help="the code under test: 'exercises' (default) or a folder that "
                              "holds lessonNN/ packages")
+    parser.add_argument("--classroom", metavar="FILE",
+                        help="append the lesson's result for GitHub Classroom's reporter to "
+                             "FILE ($GITHUB_OUTPUT) and exit 0; needs exactly one --lesson")
+    parser.add_argument("--max-score", type=float, default=None, metavar="N",
+                        help="with --classroom: the lesson's visible points as released")
+    parser.add_argument("--collect-points", action="store_true",
+                        help="print the visible points per lesson (GPU tests left out) as "
+                             "JSON, without running the tests")
     args = parser.parse_args(argv)
     available = lesson_dirs(ROOT / "exercises")
     if args.lesson:
@@ -152,11 +212,31 @@ def main(argv: list[str] | None = None) -> int:
                          f"(there are {', '.join(available)})")
     else:
         wanted = available
+    if args.classroom and len(wanted) != 1:
+        parser.error("--classroom grades one lesson: give exactly one --lesson")
     collector = Collector()
     paths = [str(ROOT / "exercises" / lesson) for lesson in wanted]
-    code = pytest.main([*paths, f"--impl={args.impl}", "-q", "--tb=no", "-rN", "--no-header",
-                        "-p", "no:cacheprovider", "--rootdir", str(ROOT)],
-                       plugins=[collector])
+    options = ["-q", "--tb=no", "-rN", "--no-header", "-p", "no:cacheprovider",
+               "--rootdir", str(ROOT)]
+    if args.collect_points:
+        code = pytest.main([*paths, "--collect-only", *options], plugins=[collector])
+        broken = [f for r in collector.lessons.values() for f in r.failures]
+        if code != pytest.ExitCode.OK or broken:
+            print("selfcheck: the visible tests do not all collect:\n  " + "\n  ".join(broken),
+                  file=sys.stderr)
+            return 1
+        print(json.dumps(collectable_points(collector)))
+        return 0
+    code = pytest.main([*paths, f"--impl={args.impl}", *options], plugins=[collector])
+    if args.classroom:
+        result = classroom_result(wanted[0], collector, args.max_score)
+        encoded = base64.b64encode(json.dumps(result).encode()).decode()
+        with open(args.classroom, "a") as out:
+            out.write(f"result={encoded}\n")
+        got = sum(t["score"] for t in result["tests"])
+        print(f"\n{wanted[0]}: {got:g}/{result['max_score']:g} visible points "
+              f"({result['status']}) for GitHub Classroom")
+        return 0
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         print(f"selfcheck: pytest stopped with exit code {int(code)} before the tests ran",
               file=sys.stderr)

@@ -15,6 +15,7 @@ oracle and whose later stubs use the given pieces of ``course.hf_layers``).
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -150,23 +151,46 @@ def test_release_refuses_a_non_empty_folder(tmp_path):
         release.build_release(tmp_path)
 
 
-def test_workflow_is_a_classroom_workflow_with_one_step_per_lesson(built):
+def test_workflow_is_a_classroom_workflow_with_points_per_lesson(built):
     yaml = pytest.importorskip("yaml")
-    flow = yaml.safe_load((built / ".github" / "workflows" / "classroom.yml").read_text())
+    path = built / ".github" / "workflows" / "classroom.yml"
+    flow = yaml.safe_load(path.read_text())
     steps = flow["jobs"]["run-autograding-tests"]["steps"]
     lessons = sorted(p.name for p in (built / "exercises").iterdir() if p.is_dir())
-    graders = [s for s in steps if "autograding-command-grader" in s.get("uses", "")]
+    graders = [s for s in steps if "autograder.selfcheck" in s.get("run", "")]
     assert [s["id"] for s in graders] == lessons
-    assert all(s["with"]["command"].startswith(f"python -m pytest exercises/{s['id']}")
-               for s in graders)
-    assert steps[-1]["with"]["runners"] == ",".join(lessons)
+    points = release.visible_points(ROOT, lessons)
+    for step in graders:
+        words = step["run"].split()
+        assert words[:4] == ["python", "-m", "autograder.selfcheck", "--lesson"]
+        assert f"lesson{int(words[4]):02d}" == step["id"]
+        assert words[5:7] == ["--classroom", '"$GITHUB_OUTPUT"'], "the reporter reads outputs"
+        assert float(words[words.index("--max-score") + 1]) == points[step["id"]] > 0
+    reporter = steps[-1]
+    assert reporter["uses"].startswith("classroom-resources/autograding-grading-reporter@")
+    assert reporter["with"]["runners"] == ",".join(lessons)
+    assert set(reporter["env"]) == {f"{lesson.upper()}_RESULTS" for lesson in lessons}
+    exe = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
+    if Path(exe).exists():
+        proc = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(path)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
     actionlint = shutil.which("actionlint") or shutil.which(
         "actionlint", path=str(Path(sys.executable).parent))
     if actionlint:
-        proc = subprocess.run([actionlint, str(built / ".github" / "workflows" /
-                                               "classroom.yml")], capture_output=True,
-                              text=True)
+        proc = subprocess.run([actionlint, str(path)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _reporter_totals(output_file: Path) -> tuple[dict, float, float]:
+    """What Classroom's grading reporter computes from a step's `result` output: the sum of
+    the tests' scores over the result's max_score."""
+    lines = [line for line in output_file.read_text().splitlines() if line.startswith("result=")]
+    assert len(lines) == 1, lines
+    result = json.loads(base64.b64decode(lines[0].removeprefix("result=")))
+    assert result["version"] == 1 and result["status"] in ("pass", "fail", "error")
+    assert all({"name", "status", "score"} <= set(t) for t in result["tests"]), result
+    return result, sum(t["score"] for t in result["tests"]), result["max_score"]
 
 
 @pytest.mark.slow
@@ -236,3 +260,33 @@ def test_release_installs_alone_and_its_stubs_fail_cleanly(built, tmp_path):
     for lesson in ("lesson01", "lesson02", "lesson03", "lesson04"):
         passed, failed, points = rows[lesson][1], rows[lesson][2], rows[lesson][-1]
         assert int(passed) > 0 and failed == "0" and points == f"{passed}/{passed}", out[-3000:]
+
+    # GitHub Classroom: the workflow's step for lesson 04, run as the workflow runs it, gives
+    # the reporter full points for the solved lesson and zero for the stubs, out of the
+    # lesson's points as released; a test module that no longer imports keeps the total.
+    flow = (repo / ".github" / "workflows" / "classroom.yml").read_text()
+    step = next(line.split("run: ", 1)[1] for line in flow.splitlines()
+                if "--lesson 04 " in line)
+    released = float(step.split("--max-score ")[1].split()[0])
+    broken = tmp_path / "broken"
+    shutil.copytree(mine / "lesson04", broken / "lesson04")
+    module = sorted((broken / "lesson04").glob("kv_*.py"))[0]
+    module.write_text("def oops(:\n")
+    for impl, expect in ((None, "zero"), (mine, "full"), (broken, "part")):
+        output = tmp_path / f"github_output_{expect}"
+        command = step.replace('"$GITHUB_OUTPUT"', str(output)).split()
+        command[0] = str(python)
+        if impl is not None:
+            command += ["--impl", str(impl)]
+        run = subprocess.run(command, cwd=repo, capture_output=True, text=True, env=clean,
+                             timeout=300)
+        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+        result, got, total = _reporter_totals(output)
+        assert total == released > 0, (total, released)
+        if expect == "zero":
+            assert got == 0 and result["status"] == "fail", result
+        elif expect == "full":
+            assert got == total and result["status"] == "pass", result
+        else:
+            assert 0 <= got < total and result["status"] == "error", result
+            assert "cannot be collected" in result["tests"][-1]["message"], result["tests"][-1]
