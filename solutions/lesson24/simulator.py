@@ -27,6 +27,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from course.trace import Event
 
 from .chunking import PrefillWork, StepPlan
@@ -98,15 +100,13 @@ class SimResult:
         return self.output_tokens / self.makespan_s
 
     def p99(self, which: str) -> float:
-        """The 99th percentile (linear interpolation, as numpy's) of ``ttft_s``, ``tpot_s``,
-        ``max_itl_s`` or ``e2e_s`` over the finished requests (TPOT: those with one)."""
-        values = sorted(v for lat in self.latencies.values()
-                        if (v := getattr(lat, which)) is not None)
+        """The 99th percentile (``numpy.percentile``, linear interpolation) of ``ttft_s``,
+        ``tpot_s``, ``max_itl_s`` or ``e2e_s`` over the finished requests (TPOT: those with
+        one)."""
+        values = [v for lat in self.latencies.values() if (v := getattr(lat, which)) is not None]
         if not values:
             raise ValueError(f"no request has a {which}")
-        h = (len(values) - 1) * 0.99
-        lo = math.floor(h)
-        return values[lo] + (h - lo) * (values[min(lo + 1, len(values) - 1)] - values[lo])
+        return float(np.percentile(values, 99))
 
 
 def measured_step_cost(tokens: Sequence[int], seconds: Sequence[float]) -> StepCost:
