@@ -18,6 +18,11 @@ NOT_APPLICABLE = {
             "goes, is given",
 }
 
+# Also caught, checked once and left out of the catchers to keep this lesson's run short (a
+# failing hypothesis test shrinks its example, a long simulation takes seconds):
+# test_plan_properties catches the stall, the last chunk over the budget and chunk_size
+# ignored; test_littles_law_holds_in_a_long_simulated_run catches the per-event average and
+# the ignored window.
 MUTATIONS = [
     # --- chunked_prefill_plan
     Mutation("prefill chunks before the decodes (a stall)", "lesson24", "chunking.py",
@@ -25,8 +30,7 @@ MUTATIONS = [
              "    left = token_budget - len(decodes)\n",
              "    plan = StepPlan()\n"
              "    left = token_budget\n",
-             (C + "test_decodes_first_then_partial_then_new_prefills",
-              C + "test_plan_properties"), kind="logic"),
+             (C + "test_decodes_first_then_partial_then_new_prefills",), kind="logic"),
     Mutation("new prefills before partial ones", "lesson24", "chunking.py",
              "ordered = [p for p in prefills if p.done > 0] + [p for p in prefills if p.done == 0]",
              "ordered = list(prefills)",
@@ -34,7 +38,7 @@ MUTATIONS = [
     Mutation("last chunk one token over the budget (< vs <=)", "lesson24", "chunking.py",
              "n = min(p.remaining, chunk_size, left)",
              "n = min(p.remaining, chunk_size, left + 1)",
-             (C + "test_budget_edges", C + "test_plan_properties"), kind="boundary"),
+             (C + "test_budget_edges",), kind="boundary"),
     Mutation("decodes that exactly fill the budget refused", "lesson24", "chunking.py",
              "if len(decodes) > token_budget:", "if len(decodes) >= token_budget:",
              (C + "test_budget_edges",), kind="boundary"),
@@ -47,8 +51,7 @@ MUTATIONS = [
               C + "test_chunked_and_whole_prefill_give_the_same_tokens"), kind="multi-token"),
     Mutation("chunk_size ignored", "lesson24", "chunking.py",
              "n = min(p.remaining, chunk_size, left)", "n = min(p.remaining, left)",
-             (C + "test_decodes_first_then_partial_then_new_prefills",
-              C + "test_plan_properties"), kind="unvaried-arg"),
+             (C + "test_decodes_first_then_partial_then_new_prefills",), kind="unvaried-arg"),
     # --- littles_law
     Mutation("L averaged per event, not over time", "lesson24", "load.py",
              "    area = sum(max(0.0, min(finish[r], t1) - max(a, t0)) for r, a in arrival.items())\n",
@@ -59,15 +62,13 @@ MUTATIONS = [
              "        count += d\n"
              "        seen.append(count)\n"
              "    area = sum(seen) / len(seen) * (t1 - t0)\n",
-             (L + "test_littles_law_is_a_time_average",
-              L + "test_littles_law_holds_in_a_long_simulated_run"), kind="logic"),
+             (L + "test_littles_law_is_a_time_average",), kind="logic"),
     Mutation("the window ignored", "lesson24", "load.py",
              "    t0 = min(arrival.values()) if start_s is None else start_s\n"
              "    t1 = max(finish.values()) if end_s is None else end_s\n",
              "    t0 = min(arrival.values())\n"
              "    t1 = max(finish.values())\n",
-             (L + "test_littles_law_window",
-              L + "test_littles_law_holds_in_a_long_simulated_run"), kind="unvaried-arg"),
+             (L + "test_littles_law_window",), kind="unvaried-arg"),
     Mutation("W over every request, not those arriving in the window", "lesson24", "load.py",
              "w = sum(finish[r] - arrival[r] for r in inside) / len(inside)",
              "w = sum(finish[r] - arrival[r] for r in arrival) / len(arrival)",
