@@ -59,9 +59,13 @@ def test_chunked_prefill_cuts_p99_itl_on_measured_costs():
     ids = torch.randint(0, 1024, (1, max(TOKENS)), device="cuda")
     with torch.no_grad():
         whole = model(ids[:, :1000]).last_hidden_state[0, -1]
+        import inspect
+
+        key = "cache" if "cache" in inspect.signature(model.forward).parameters \
+            else "past_key_values"  # the keyword's name differs between transformers versions
         cache = transformers.DynamicCache()
-        model(ids[:, :600], past_key_values=cache, use_cache=True)
-        part = model(ids[:, 600:1000], past_key_values=cache, use_cache=True)
+        model(ids[:, :600], use_cache=True, **{key: cache})
+        part = model(ids[:, 600:1000], use_cache=True, **{key: cache})
         assert_close(part.last_hidden_state[0, -1].float(), whole.float(), atol=0.1, rtol=0.05,
                      what="last hidden state after a prompt in two chunks",
                      reference="the whole prompt in one forward")
