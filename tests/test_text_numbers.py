@@ -622,3 +622,7 @@ def test_lesson24_littles_law_kv_example():
     assert f"{n} x {tokens:,} x {per_token:,} B = {kv:,} B = {kv / 1e9:.1f} GB " \
            f"({kv / 2**30:.1f} GiB)" in text
     assert f"is {2 * 7e9 * 4096:.1e} FLOPs".replace("e+13", "e13") in text
+    from hardware_fixtures import load
+
+    step = 2 * 7e9 * 512 / load("h200_sxm").peak_flops("bf16")
+    assert f"exceeds {step * 1e3:.1f} ms, the cost of one full 512-token step" in text
