@@ -59,3 +59,21 @@ def test_no_stalls_and_itl_bounded_in_simulation():
     base = simulate(reqs, prefill_first_plan, step_cost, token_budget=4096, chunk_size=256)
     assert base.p99("max_itl_s") > 3 * got.p99("max_itl_s"), \
         "a 3000-token prefill stalls every decode when prompts are not chunked"
+
+
+def test_the_trace_agrees_with_the_latencies():
+    # lesson 17's definitions on the simulator's trace: TTFT = first_token - arrival,
+    # E2E = finish - arrival, n_out tokens delivered
+    from course.trace import validate
+
+    reqs = poisson_requests(50.0, 30, prompt_lens=[64, 600], out_lens=[1, 5, 12], seed=2)
+    got = simulate(reqs, chunked_prefill_plan, step_cost, token_budget=128, chunk_size=64)
+    validate(got.events)
+    times = {}
+    for e in got.events:
+        times.setdefault(e.request, {}).setdefault(e.kind, []).append(e.time_s)
+    for r in reqs:
+        lat, t = got.latencies[r.id], times[r.id]
+        assert lat.ttft_s == pytest.approx(t["first_token"][0] - t["arrival"][0])
+        assert lat.e2e_s == pytest.approx(t["finish"][0] - t["arrival"][0])
+        assert 1 + len(t.get("token", [])) == r.n_out
