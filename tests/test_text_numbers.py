@@ -607,3 +607,22 @@ def test_lesson13_prefix_hit_savings():
     assert f"reuses {4096 - full:,} and computes {full}" in text
     more = tokens_to_compute(4100, 4096, 16)
     assert f"prompt of 4,100 tokens with the same prefix reuses {4100 - more:,} and computes {more}" in text
+
+
+def test_lesson24_littles_law_kv_example():
+    """Lesson 24's worked example: L = lambda W requests in the system, and the KV bytes they
+    hold at Llama-3-8B's bytes per token, recomputed from the config; and the prefill FLOPs of
+    a 4,096-token prompt of a 7e9-parameter model."""
+    text = _text("lesson24.md")
+    rate, w, tokens = 20, 3, 1500
+    n = rate * w
+    assert f"L = {rate} x {w} = {n} requests" in text
+    per_token = _kv_bytes_per_token(LLAMA3_8B)
+    kv = n * tokens * per_token
+    assert f"{n} x {tokens:,} x {per_token:,} B = {kv:,} B = {kv / 1e9:.1f} GB " \
+           f"({kv / 2**30:.1f} GiB)" in text
+    assert f"is {2 * 7e9 * 4096:.1e} FLOPs".replace("e+13", "e13") in text
+    from hardware_fixtures import load
+
+    step = 2 * 7e9 * 512 / load("h200_sxm").peak_flops("bf16")
+    assert f"exceeds {step * 1e3:.1f} ms, the cost of one full 512-token step" in text
