@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -148,22 +149,23 @@ def test_measured_rates_in_text_are_marked(path):
                      f"`<!-- fixture: ... -->` marker:\n" + "\n".join(bad))
 
 
-def _course_map_rows() -> dict[str, str]:
-    text = (LEARNING / "README.md").read_text()
+def _course_map_rows(learning: Path = LEARNING) -> dict[str, str]:
+    text = (learning / "README.md").read_text()
     return {m.group(1): m.group(0) for m in re.finditer(r"^\| (\d\d) \|.*$", text, re.M)}
 
 
-def check_lesson_link(number: str, target: str, title: str | None) -> str | None:
+def check_lesson_link(number: str, target: str, title: str | None,
+                      learning: Path = LEARNING) -> str | None:
     """None when a link to lesson `number` lands on the lesson that teaches what it names."""
-    rows = _course_map_rows()
+    rows = _course_map_rows(learning)
     if number not in rows:
         return f"lesson {number} is not in the course map"
-    written = (LEARNING / f"lesson{number}.md").is_file()
+    written = (learning / f"lesson{number}.md").is_file()
     path, _, anchor = target.partition("#")
     if path == f"lesson{number}.md":
         if not anchor:
             return f"link to lesson {number} needs #anchor naming the section meant"
-        if anchor not in sync.lesson_anchors(LEARNING, f"lesson{number}"):
+        if anchor not in sync.lesson_anchors(learning, f"lesson{number}"):
             return f"#{anchor} is not a heading of lesson{number}.md"
         return None
     if path == "README.md" and anchor == "the-lessons":
@@ -178,21 +180,33 @@ def check_lesson_link(number: str, target: str, title: str | None) -> str | None
     return f"{target!r} is not lesson{number}.md#section nor README.md#the-lessons"
 
 
-def test_the_link_check_catches_the_wrong_lesson():
+@pytest.fixture
+def unwritten_24(tmp_path) -> Path:
+    """A copy of learning/ in which lesson 24 is not written yet (its row says "coming")."""
+    copy = tmp_path / "learning"
+    shutil.copytree(LEARNING, copy)
+    (copy / "lesson24.md").unlink(missing_ok=True)
+    text = (copy / "README.md").read_text()
+    row = _course_map_rows(copy)["24"]
+    (copy / "README.md").write_text(text.replace(row, re.sub(r"\| [^|]*\|$", "| coming |", row)))
+    return copy
+
+
+def test_the_link_check_catches_the_wrong_lesson(unwritten_24):
     """The check itself: "lesson 02 for FLOPs" and "lesson 24 for TTFT" are refused."""
     assert check_lesson_link("01", "lesson01.md#flops-per-token", None) is None
     assert check_lesson_link("02", "lesson02.md#flops-per-token", None)
-    assert check_lesson_link("24", "README.md#the-lessons", "goodput") is None
-    assert check_lesson_link("24", "README.md#the-lessons", "TTFT")
+    assert check_lesson_link("24", "README.md#the-lessons", "goodput", unwritten_24) is None
+    assert check_lesson_link("24", "README.md#the-lessons", "TTFT", unwritten_24)
     assert check_lesson_link("03", "lesson03.md", None)
     assert check_lesson_link("03", "README.md#the-lessons", "prefill")
 
 
-def reference_problems(prose: str) -> list[str]:
+def reference_problems(prose: str, learning: Path = LEARNING) -> list[str]:
     """Every problem with the references to other lessons in `prose` (code already removed)."""
     bad = []
     for m in LINK.finditer(prose):
-        problem = check_lesson_link(m.group(2), m.group(3), m.group(4))
+        problem = check_lesson_link(m.group(2), m.group(3), m.group(4), learning)
         if problem:
             bad.append(f"[{m.group(1)}]({m.group(3)}): {problem}")
     for m in BARE.finditer(re.sub(r"`[^`\n]*`", "", LINK.sub("", prose))):  # code spans exempt
@@ -200,12 +214,14 @@ def reference_problems(prose: str) -> list[str]:
     return bad
 
 
-def test_the_reference_check_refuses_bare_and_wrong_references():
+def test_the_reference_check_refuses_bare_and_wrong_references(unwritten_24):
     assert reference_problems("FLOPs: see lesson 02.")  # the original defect, bare
     assert reference_problems("FLOPs: see [lesson 02](lesson02.md#flops-per-token).")
-    assert reference_problems("TTFT ([lesson 24](README.md#the-lessons \"TTFT\")).")
+    assert reference_problems("TTFT ([lesson 24](README.md#the-lessons \"TTFT\")).",
+                              unwritten_24)
     assert not reference_problems("FLOPs: see [lesson 01](lesson01.md#flops-per-token).")
-    assert not reference_problems("goodput ([lesson 24](README.md#the-lessons \"goodput\")).")
+    assert not reference_problems("goodput ([lesson 24](README.md#the-lessons \"goodput\")).",
+                                  unwritten_24)
     assert not reference_problems("run `autograder grade exercises --lesson 03`")
 
 
