@@ -28,13 +28,13 @@ def sliding_window_mask(q_len: int, kv_len: int, window: int,
     position ``i = kv_len - q_len + t``), and query ``i`` sees key ``j`` exactly when
     ``i - window < j <= i``. ``window >= 1`` (a query always sees itself); a window at least
     ``kv_len`` gives the plain causal mask. ``q_len == 0`` gives an empty ``[0, kv_len]`` mask.
-    About 3 lines.
+    Raise ValueError for ``window < 1`` (a query that sees nothing has no softmax). About 4
+    lines.
 
     Read: learning/lesson23.md#sliding-windows
     """
     _check_count("q_len", q_len, 0)
     _check_count("kv_len", kv_len, q_len)
-    _check_count("window", window, 1)
     raise NotImplementedError('lesson23: sliding_window_mask - read learning/lesson23.md#sliding-windows')
 
 
@@ -145,7 +145,8 @@ def h2o_keep(acc_scores: torch.Tensor, budget: int, n_recent: int, n_sink: int =
     Returns int64 ``[budget]`` (or ``[R, budget]``), each row ascending: the sinks, the recent
     positions, and the ``budget - n_sink - n_recent`` other positions with the largest
     scores; among equal scores the earlier position wins. When ``S <= budget`` every position
-    is kept: ``arange(S)`` (expanded to ``[R, S]``). About 8 lines.
+    is kept: ``arange(S)`` (expanded to ``[R, S]``). Raise ValueError when
+    ``budget < n_sink + n_recent``. About 9 lines.
 
     Read: learning/lesson23.md#heavy-hitters-h2o
     """
@@ -154,5 +155,4 @@ def h2o_keep(acc_scores: torch.Tensor, budget: int, n_recent: int, n_sink: int =
                          f"{tuple(acc_scores.shape)}")
     _check_count("n_recent", n_recent, 0)
     _check_count("n_sink", n_sink, 0)
-    _check_count("budget", budget, n_sink + n_recent)
     raise NotImplementedError('lesson23: h2o_keep - read learning/lesson23.md#heavy-hitters-h2o')
