@@ -1,18 +1,25 @@
-"""Hidden graders for lesson 23 (MHA, MQA and GQA).
+"""Hidden graders for lesson 23 (sliding windows, attention sinks, H2O, int8 KV).
 
 Classes of learner mistakes they catch (planted in tests/mutations/lesson23.py):
 
 ============== ===============================================================================
-logic          tiled instead of interleaved heads, query head h on KV head h % n_kv, strided or
-               summed or first-head conversion
-extreme        a softmax without the row maximum, on scores past 100
-rows-differ    the sequences of a batch attending to each other's keys
-boundary       a causal mask one diagonal short (a query not seeing its own key)
-special-value  an MHA (group of one) shortcut through is_causal=True; scale 0 taken as default
-multi-token    a top-left causal mask; the grouped mask repeated row by row
-dtype-device   float32 results for bf16 attention or bf16 / fp16 converted weights
-unvaried-arg   scale ignored; kv_reduction_factor ignoring n_kv_heads
-contract       repeat_kv(x, 1) not x itself; q.view failing on a transposed q
-cost           K/V repeated before attention (bytes counted; GPU bandwidth)
+logic          sinks evicted once the window wraps, values not moved with their keys, H2O
+               keeping the lowest scores, the int8 axes swapped
+extreme        the int8 scale from max instead of absmax (negative outliers clip)
+rows-differ    H2O scores pooled over the rows (heads, sequences) instead of per row
+boundary       window one key wide or short (< vs <=), a query not seeing itself, the slice
+               one key short, the sink window one short, positions kept twice before the
+               cache is full, H2O ties to the later position, truncation or half-away
+               rounding, 128 steps instead of 127
+special-value  q_len 0 taken as "all queries", window 0 accepted, no scale floor (NaN on
+               all-zero rows)
+multi-token    no mask for several queries, one token evicted per append (chunks overflow)
+dtype-device   float32 output for bf16 attention, the scale left in x's dtype, the dequant
+               dtype ignored
+unvaried-arg   the window ignored (plain causal), the attention scale ignored, H2O n_sink
+               ignored
+contract       seen counting appends instead of tokens, a budget below n_sink + n_recent
+               accepted
+cost           the whole cache masked instead of sliced (NaN outside the window; GPU time)
 ============== ===============================================================================
 """
