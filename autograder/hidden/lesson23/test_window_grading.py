@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from course.testing import assert_close
@@ -120,6 +120,8 @@ def test_sink_keep_indices_definition(cache_len, n_sink, window):
 
 @pytest.mark.points(3)
 @settings(max_examples=20)
+@example(chunks=[1] * 7, n_sink=2, window=2, seed=0)     # one token at a time, through the wrap
+@example(chunks=[2, 9, 3], n_sink=3, window=2, seed=1)   # chunks longer than the window
 @given(chunks=st.lists(st.integers(1, 9), min_size=1, max_size=8), n_sink=st.integers(0, 3),
        window=st.integers(1, 6), seed=st.integers(0, 2**16))
 def test_sink_cache_over_chunks(chunks, n_sink, window, seed):
