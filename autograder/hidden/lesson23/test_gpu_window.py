@@ -1,6 +1,6 @@
 """Hidden GPU grader, lesson 23: a sliding-window decode at 32k tokens of context reads only its
-window, so it costs about what a dense decode over the window costs and far less than a decode
-over the whole context.
+window: its time stays near a dense decode of the window and far below a decode over all
+32k cached tokens.
 
 One decode step (one query token per sequence, batch 16, 32 query heads over 8 KV heads,
 d_head 128, bf16) over a cache of 32,768 tokens with a window of 4,096. Three timings in the

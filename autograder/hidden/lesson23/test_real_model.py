@@ -84,8 +84,8 @@ def losses():
     from course.model import load_config, load_tokenizer, load_weights
 
     torch.manual_seed(0)
-    cfg, w, tok = load_config(), load_weights(), load_tokenizer()
-    ids = torch.tensor(tok.encode(TEXT.read_text()))[:L]
+    cfg, w = load_config(), load_weights()
+    ids = torch.tensor(load_tokenizer().encode(TEXT.read_text()))[:L]
     assert len(ids) == L, f"the text must have at least {L} tokens"
     causal = torch.ones(L, L, dtype=torch.bool).tril()
     window = sliding_window_mask(L, L, C)
