@@ -117,7 +117,8 @@ class SinkCache:
         return torch.arange(len(self), device=None if self.k is None else self.k.device)
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Add the new tokens' keys and values, then keep what ``sink_keep_indices`` keeps.
+        """Add the new tokens' keys and values (and their count to ``seen``), then keep what
+        ``sink_keep_indices`` keeps.
 
         The sinks are the first ``n_sink`` tokens ever appended: once evicted, a token never
         comes back, and a chunk longer than the window still keeps the sinks. About 6 lines.
