@@ -642,3 +642,25 @@ def test_lesson24_littles_law_kv_example():
 
     step = 2 * 7e9 * 512 / load("h200_sxm").peak_flops("bf16")
     assert f"exceeds {step * 1e3:.1f} ms, the cost of one full 512-token step" in text
+
+
+def test_lesson23_long_context_memory_figures():
+    """The KV bytes lesson 23 quotes for Llama-3-8B at 128k tokens (16-bit and int8 with
+    float32 per-token scales), the weights they outgrow and Mistral 7B's window cache,
+    recomputed from lesson 04's formula and the model config."""
+    text = _text("lesson23.md")
+    c = LLAMA3_8B
+    per_token = _kv_bytes_per_token(c)
+    assert per_token == 131_072 and f"{per_token:,} B per token" in text
+    tokens = 131_072
+    kv = tokens * per_token
+    assert f"{tokens:,} tokens x {per_token:,} B = {kv:,} B = {kv / 1e9:.1f} GB = {kv / GiB:.0f} GiB" in text
+    n = _params(c)
+    assert f"{2 * n / 1e9:.1f} GB of its own bf16 weights ({n:,} parameters x 2 B)" in text
+    assert f"Eight such conversations need {8 * kv / GiB:.0f} GiB" in text
+    int8 = tokens * 2 * c.n_layers * c.n_kv_heads * (c.d_head + 4)
+    assert f"needs {int8:,} B = {int8 / GiB:.2f} GiB instead of {kv / GiB:.0f} GiB" in text
+    assert f"{2 * c.d_head / (c.d_head + 4):.2f}x more tokens in the same memory at d_head 128" in text
+    window = 4096 * per_token  # Mistral 7B: 32 layers, 8 KV heads of 128, like Llama-3-8B
+    assert f"4,096 x {per_token:,} B = {window:,} B = {window / 2**20:.0f} MiB" in text
+    assert f"32 x 4,096 = {32 * 4096:,} tokens back" in text
