@@ -108,12 +108,14 @@ def test_pd_ratio_rounds_each_pool_up(args, expected, why):
 
 
 @pytest.mark.points(1)
-@pytest.mark.parametrize("bad", [0, -1.0, math.inf])
-def test_pd_ratio_refuses_bad_rates(bad):
-    """Bug: a zero or negative rate passed on (ZeroDivisionError, or a negative instance
-    count) instead of a clear ValueError."""
-    for i in range(5):
-        args = [5000, 400, 4, 2000, 250]
-        args[i] = bad
-        with pytest.raises(ValueError):
-            pd_ratio(*args)
+def test_pd_ratio_refuses_bad_rates():
+    """Bug: a zero, negative or infinite rate passed on (ZeroDivisionError, a negative or
+    infinite instance count) instead of a clear ValueError; the check must not reject a good
+    workload either."""
+    assert tuple(pd_ratio(5000, 400, 4, 2000, 250)) == (2, 3)
+    for bad in (0, -1.0, math.inf):
+        for i in range(5):
+            args = [5000, 400, 4, 2000, 250]
+            args[i] = bad
+            with pytest.raises(ValueError):
+                pd_ratio(*args)
