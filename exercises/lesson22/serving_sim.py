@@ -9,9 +9,9 @@ A discrete-event simulator (given) with a stated cost model:
 * shipping a prompt's KV to the decode instance takes ``transfer_s_per_token x`` its tokens.
 
 ``colocated``: one instance. At each step it admits every request that has arrived and runs
-their prefill IN THE SAME STEP as the running requests' decode (prefill first, as vLLM's
-default scheduler did before chunked prefill): the step lasts the prefill plus the decode
-step, so a running request's next token waits for every prompt that arrived.
+their prefill IN THE SAME STEP as the running requests' decode (prompts first, no chunked
+prefill): the step lasts the prefill plus the decode step, so a running request's next token
+waits for every prompt that arrived.
 
 ``disaggregated``: a prefill instance and a decode instance. The prefill instance runs the
 waiting prompts as a batch whenever it is free; each prompt's KV then crosses the link. The

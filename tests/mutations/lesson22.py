@@ -1,7 +1,6 @@
 """Planted bugs in the lesson 22 reference that its hidden graders must catch.
 
-Classes (tests/mutations/__init__.py BUG_CLASSES): every class is planted below except those
-in NOT_APPLICABLE, with the reason it has nothing to catch in this lesson.
+Classes (tests/mutations/__init__.py BUG_CLASSES): every class is planted below.
 """
 
 from . import Mutation
@@ -11,14 +10,6 @@ T = H + "test_transfer_grading.py::"
 K = H + "test_kv_blocks_grading.py::"
 P = H + "test_handoff_grading.py::"
 S = H + "test_sim_grading.py::"
-
-NOT_APPLICABLE = {
-    "extreme": "no exponentials, scales or rounding of values: the arithmetic is linear in "
-               "counts and rates, and the wire moves raw bytes; the extreme legal payloads "
-               "(NaN, -0.0, float8's largest values) are in the round-trip grader, and the "
-               "mistake they expose (values converted instead of bytes) is planted as "
-               "dtype-device",
-}
 
 MUTATIONS = [
     # transfer.py
@@ -95,11 +86,15 @@ MUTATIONS = [
     Mutation("destination dtype not checked", "lesson22", "kv_blocks.py",
              "if dtype != k_dest.dtype:", "if dtype.itemsize != k_dest.dtype.itemsize:",
              (K + "test_bad_messages_are_refused_before_writing",), kind="contract"),
+    Mutation("payload squeezed through fp16 (bf16's extremes become inf and 0)", "lesson22",
+             "kv_blocks.py",
+             "parts.append(cache.view(torch.uint8).index_select(1, index).cpu().numpy().tobytes())",
+             "parts.append(cache.to(torch.float16).to(cache.dtype).view(torch.uint8)"
+             ".index_select(1, index).cpu().numpy().tobytes())",
+             (K + "test_round_trip_is_bit_exact_in_every_dtype",), kind="extreme"),
     Mutation("the whole cache shipped", "lesson22", "kv_blocks.py",
              "parts.append(cache.view(torch.uint8).index_select(1, index).cpu().numpy().tobytes())",
-             "parts.append(cache.view(torch.uint8).index_select(1, index).cpu().numpy().tobytes())\n"
-             "        parts.append(cache.view(torch.uint8).cpu().numpy().tobytes()[:0] + "
-             "cache.view(torch.uint8).cpu().numpy().tobytes())",
+             "parts.append(cache.view(torch.uint8).cpu().numpy().tobytes())",
              (K + "test_message_carries_only_the_sequence_blocks",), kind="cost"),
     # handoff.py
     Mutation("header fields in another order than read", "lesson22", "handoff.py",

@@ -58,10 +58,14 @@ def check_round_trip(k, v, src_blocks, n_tokens, dest_blocks, dest_num_blocks):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_round_trip_is_bit_exact_in_every_dtype(dtype):
     """Bugs: the dtype lost on the way (bf16 read back as fp16: two bytes per element either
-    way, plausible but wrong numbers); values converted through float32 or numpy (bf16 has no
-    numpy type; float8 rounds); NaN and -0.0 payloads normalised."""
+    way, plausible but wrong numbers); values converted instead of bytes copied (through fp16,
+    which holds ordinary bf16 values exactly but turns bf16's 3e38 into inf and its tiny values
+    into 0; through numpy, which has no bf16); NaN and -0.0 payloads normalised."""
     k, v = cache_pair(3, 9, 4, 2, 8, dtype, seed=1)
     k[0, 2, 0, 0, :2] = torch.tensor([float("nan"), -0.0]).to(dtype)
+    info = torch.finfo(dtype)  # the largest, smallest normal and smallest subnormal values
+    v[1, 7, 1, 1, :4] = torch.tensor([info.max, -info.max, info.tiny, info.smallest_normal / 4],
+                                     dtype=torch.float64).to(dtype)
     check_round_trip(k, v, [2, 7, 0], 11, [5, 1, 3], 6)
 
 
