@@ -71,9 +71,8 @@ def serialize_kv_blocks(k_cache: torch.Tensor, v_cache: torch.Tensor, block_ids:
         n_tokens: tokens the sequence holds (0 sends no block).
     Raises ``ValueError`` when ``block_ids`` holds fewer ids than the tokens need, or an id
     outside the cache. Only the sequence's blocks travel, never the whole cache. About 12
-    lines: view the cache as
-    uint8 (``cache.view(torch.uint8)``: float8 has few indexing kernels, bytes have all), gather
-    the blocks (``index_select`` on axis 1), ``.cpu().numpy().tobytes()``; build the header
+    lines: view the cache as uint8 (``cache.view(torch.uint8)``: float8 has few indexing
+    kernels, bytes have all), gather the blocks (``index_select`` on axis 1), ``.cpu().numpy().tobytes()``; build the header
     with ``json.dumps`` and ``struct.pack("<I", ...)``; append the crc32.
 
     Read: learning/lesson22.md#kv-blocks-on-the-wire
