@@ -111,8 +111,7 @@ MUTATIONS = [
              "            ttfts[e.request] = e.time_s - arrival[e.request]\n",
              "            ttfts[e.request] = e.time_s - arrival[e.request]\n"
              "            itls_of[e.request].append(e.time_s - arrival[e.request])\n",
-             (S + "test_latencies_of_interleaved_requests",
-              S + "test_disaggregated_decode_is_never_stalled")),
+             (S + "test_latencies_of_interleaved_requests",)),
     Mutation("no second token: percentile of an empty list", "lesson22", "serving_sim.py",
              '"p99_itl_s": float(np.percentile(itls, 99)) if itls else 0.0,',
              '"p99_itl_s": float(np.percentile(itls, 99)),',
