@@ -664,3 +664,60 @@ def test_lesson23_long_context_memory_figures():
     window = 4096 * per_token  # Mistral 7B: 32 layers, 8 KV heads of 128, like Llama-3-8B
     assert f"4,096 x {per_token:,} B = {window:,} B = {window / 2**20:.0f} MiB" in text
     assert f"32 x 4,096 = {32 * 4096:,} tokens back" in text
+
+
+def test_lesson22_transfer_times_and_pool_sizes():
+    """Lesson 22's worked examples: the KV of a 4,096-token Llama-3-8B prompt, its transfer time
+    over NVLink4 and PCIe Gen5 (per direction, from the H200 fixture) and over 400 and 100 Gb/s
+    network cards (bits / 8), the per-token comparison with a prefill at the H200's bf16 peak,
+    the MHA case of Llama-2-7B, and the two pool sizes, recomputed here."""
+    from solutions.lesson22.transfer import pd_ratio
+
+    h200 = hf.load("h200_sxm")
+    nvlink, pcie, peak = (h200.nvlink_bytes_per_s_per_direction,
+                          h200.pcie_x16_bytes_per_s_per_direction, h200.peak_flops("bf16"))
+    assert (nvlink, pcie, peak) == (450e9, 64e9, 989.4e12)
+    text = _text("lesson22.md")
+    per_token = _kv_bytes_per_token(LLAMA3_8B)
+    kv = 4096 * per_token
+    assert f"= {per_token:,} B per token" in text
+    assert f"4,096 x {per_token:,} B = {kv:,} B = {kv // 2**20} MiB" in text
+    for name, link in (("NVLink4", nvlink), ("PCIe Gen5", pcie), ("400 Gb/s", 400e9 / 8),
+                       ("100 Gb/s", 100e9 / 8)):
+        row = f"| {link / 1e9:g} GB/s | {kv / link * 1e3:.2f} ms |"
+        assert row in text, f"{name}: the table must read {row!r}"
+    p = _params(LLAMA3_8B)
+    assert f"Llama-3-8B has {p:,} parameters" in text
+    assert f"2 x {p:,} x 4,096 = {2 * p * 4096 / 1e12:.1f} TFLOP" in text
+    assert f"that is {2 * p * 4096 / peak * 1e3:.2f} ms" in text
+    assert f"{2 * p / peak * 1e6:.2f} us of prefill compute at peak against " \
+           f"{per_token / 50e9 * 1e6:.2f} us of transfer over 50 GB/s" in text
+    assert f"costs {per_token / 12.5e9 * 1e6:.2f} us per token, two thirds" in text
+    assert 0.6 < (per_token / 12.5e9) / (2 * p / peak) < 0.7
+    mha, p2 = _kv_bytes_per_token(LLAMA2_7B), _params(LLAMA2_7B)
+    assert mha == 4 * per_token and f"ships {mha:,} B per token, four times" in text
+    assert f"({2 * p2 / peak * 1e6:.2f} us of prefill per token at peak)" in text
+    assert f"its transfer costs {mha / 50e9 * 1e6:.2f} us per token, " \
+           f"{(mha / 50e9) / (2 * p2 / peak):.0%} of its prefill" in text
+    assert pd_ratio(10_000, 2_500, 10, 3_000, 300) == (3, 2) and "a 3:2 split" in text
+    assert pd_ratio(10_000, 2_500, 10, 200, 500) == (1, 2) and "a 1:2 split" in text
+
+
+def test_lesson22_simulator_table():
+    """Lesson 22's colocated-against-disaggregated table, rerun with the lesson's cost model
+    (Llama-3-8B's KV over 50 GB/s for the transfer)."""
+    from solutions.lesson22.serving_sim import CostModel, colocated_vs_disagg
+
+    text = _text("lesson22.md")
+    transfer = _kv_bytes_per_token(LLAMA3_8B) / 50e9
+    cost = CostModel(prefill_s_per_token=1e-4, decode_step_s=0.02, transfer_s_per_token=transfer)
+    s = colocated_vs_disagg(4.0, 200, 1000, 100, cost, seed=0)
+    for mode, label in (("colocated", "colocated (1 GPU)"),
+                        ("disaggregated", "disaggregated (2 GPUs)")):
+        m = s[mode]
+        row = (f"| {label} | {m['p99_itl_s'] * 1e3:.0f} ms | {m['max_itl_s'] * 1e3:.0f} ms | "
+               f"{m['p99_ttft_s'] * 1e3:.0f} ms |")
+        assert row in text, f"the table must read {row!r}"
+    low = colocated_vs_disagg(2.0, 200, 1000, 100, cost, seed=0)
+    assert (f"disaggregated p99 TTFT {low['disaggregated']['p99_ttft_s'] * 1e3:.0f} ms against "
+            f"{low['colocated']['p99_ttft_s'] * 1e3:.0f} ms colocated") in text

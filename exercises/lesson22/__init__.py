@@ -1,0 +1,1 @@
+"""Lesson 22: disaggregated prefill and decode: shipping the KV cache between two instances."""
