@@ -111,7 +111,7 @@ def combine(expert_out: torch.Tensor, expert_ids: torch.Tensor, slots: torch.Ten
         ``[tokens, d_model]`` in expert_out's dtype (summed in float32):
         ``out[t] = sum over j with slots[t, j] != -1 of weights[t, j] * expert_out[e, slots[t, j]]``.
         A dropped assignment adds nothing (its weight is NOT given to the other choices); a
-        token with every choice dropped gets a zero row.
+        token with every choice dropped gets a zero row; capacity 0 gives all zeros.
 
     About 5 lines.
 

@@ -130,7 +130,7 @@ def combine(expert_out: torch.Tensor, expert_ids: torch.Tensor, slots: torch.Ten
         ``[tokens, d_model]`` in expert_out's dtype (summed in float32):
         ``out[t] = sum over j with slots[t, j] != -1 of weights[t, j] * expert_out[e, slots[t, j]]``.
         A dropped assignment adds nothing (its weight is NOT given to the other choices); a
-        token with every choice dropped gets a zero row.
+        token with every choice dropped gets a zero row; capacity 0 gives all zeros.
 
     About 5 lines.
 
@@ -144,6 +144,8 @@ def combine(expert_out: torch.Tensor, expert_ids: torch.Tensor, slots: torch.Ten
         raise ValueError(f"expert_ids {tuple(expert_ids.shape)}, slots {tuple(slots.shape)} and "
                          f"weights {tuple(weights.shape)} must all be [tokens, k]")
     ### BEGIN SOLUTION
+    if expert_out.shape[1] == 0:  # capacity 0: every assignment dropped, nothing to gather
+        return expert_out.new_zeros(slots.shape[0], expert_out.shape[2])
     kept = slots >= 0
     rows = expert_out[expert_ids.long(), slots.clamp(min=0)].float()  # [tokens, k, d_model]
     scale = torch.where(kept, weights.float(), 0.0)
