@@ -118,12 +118,14 @@ def reference_combine(expert_out, ids, slots, weights):
 @pytest.mark.points(3)
 @settings(max_examples=25)
 @example(n_tokens=4, n_experts=3, k=2, capacity=1, seed=0)
+@example(n_tokens=3, n_experts=2, k=1, capacity=0, seed=1)
 @given(n_tokens=st.integers(1, 10), n_experts=st.integers(1, 4), k=st.integers(1, 3),
        capacity=st.integers(0, 10), seed=st.integers(0, 2**16))
 def test_combine_equals_weighted_sum_of_kept_rows(n_tokens, n_experts, k, capacity, seed):
     """Bugs: weights ignored (a plain sum or mean of the rows); dropped assignments read from
     row -1 (the last row) instead of adding nothing; row 0 treated as dropped (``slots > 0`` or
-    ``slots.bool()``); weights of dropped choices given to the kept ones."""
+    ``slots.bool()``); weights of dropped choices given to the kept ones; capacity 0 (nothing
+    to gather) crashing."""
     k, capacity = min(k, n_experts), min(capacity, n_tokens)
     g = torch.Generator().manual_seed(seed)
     ids = random_ids(n_tokens, n_experts, k, g)

@@ -51,6 +51,7 @@ def check_route(logits, k, renormalize):
 @example(n_tokens=3, n_experts=4, k=2, scale=1.0, renormalize=False, seed=1)
 @example(n_tokens=2, n_experts=5, k=1, scale=1.0, renormalize=False, seed=2)
 @example(n_tokens=4, n_experts=3, k=3, scale=1.0, renormalize=True, seed=3)
+@example(n_tokens=3, n_experts=4, k=2, scale=1.0, renormalize=True, seed=4)
 @given(n_tokens=st.integers(1, 6), n_experts=st.integers(1, 6), k=st.integers(1, 6),
        scale=st.sampled_from([1.0, 0.5]), renormalize=st.booleans(), seed=st.integers(0, 2**16))
 def test_topk_route_equals_sorted_reference(n_tokens, n_experts, k, scale, renormalize, seed):
