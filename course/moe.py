@@ -9,7 +9,9 @@ Invariants: `n_heads % n_kv_heads == 0` and `1 <= top_k <= n_experts`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,30 @@ class MoEConfig:
         if not 1 <= self.top_k <= self.n_experts:
             raise ValueError(f"{self.name}: top_k={self.top_k} must be between 1 and "
                              f"n_experts={self.n_experts}")
+
+
+def moe_config_from_hf(config: Mapping[str, Any], name: str = "") -> MoEConfig:
+    """A `MoEConfig` from the keys of a Mixtral-style HF ``config.json`` (as a dict).
+
+    Reads ``num_hidden_layers``, ``hidden_size``, ``num_attention_heads``,
+    ``num_key_value_heads``, ``head_dim`` (default ``hidden_size // num_attention_heads``),
+    ``intermediate_size`` (one expert's width), ``vocab_size``, ``num_local_experts``,
+    ``num_experts_per_tok`` and ``tie_word_embeddings`` (default False).
+    """
+    missing = [key for key in ("num_hidden_layers", "hidden_size", "num_attention_heads",
+                               "intermediate_size", "vocab_size", "num_local_experts",
+                               "num_experts_per_tok") if key not in config]
+    if missing:
+        raise KeyError(f"not a Mixtral-style MoE config: no {', '.join(missing)}")
+    heads = int(config["num_attention_heads"])
+    return MoEConfig(
+        name=name or str(config.get("_name_or_path", "moe")),
+        n_layers=int(config["num_hidden_layers"]), d_model=int(config["hidden_size"]),
+        n_heads=heads, n_kv_heads=int(config.get("num_key_value_heads") or heads),
+        d_head=int(config.get("head_dim") or int(config["hidden_size"]) // heads),
+        d_ff=int(config["intermediate_size"]), vocab_size=int(config["vocab_size"]),
+        n_experts=int(config["num_local_experts"]), top_k=int(config["num_experts_per_tok"]),
+        tie_embeddings=bool(config.get("tie_word_embeddings", False)))
 
 
 # Mixtral 8x7B (Jiang et al. 2024, "Mixtral of Experts", arXiv:2401.04088, table 1; the

@@ -1,9 +1,9 @@
 """Dispatch and combine: tokens to fixed-size expert buffers and back, with a capacity.
 
 Each expert gets a buffer of ``capacity`` rows. Assignments (token t, its j-th choice) are
-served in a fixed PRIORITY ORDER, the one of GShard (Lepikhin et al. 2020, algorithm 1) and
-Switch (Fedus et al. 2021): every token's FIRST choice, in token order, then every token's
-second choice, in token order, and so on. An assignment that finds its expert's buffer full is
+served in a fixed PRIORITY ORDER, the one of GShard (Lepikhin et al. 2020, algorithm 1; Switch,
+Fedus et al. 2021, has one choice per token and serves tokens in order): every token's FIRST
+choice, in token order, then every token's second choice, in token order, and so on. An assignment that finds its expert's buffer full is
 DROPPED: it contributes nothing, and a token whose choices are all dropped leaves the layer as
 zero (only the residual connection around the layer carries it on). Which assignments are
 dropped is therefore exact and deterministic: given the routing, the priority order decides.

@@ -1,11 +1,18 @@
 """Lesson 21, part 3: total vs active parameters, and the bytes of expert parallelism.
 Run: pytest exercises/lesson21"""
 
-from course.moe import MIXTRAL_8X7B, MoEConfig
+from course.moe import MIXTRAL_8X7B, MoEConfig, moe_config_from_hf
 from exercises.lesson21.sizing import ep_all_to_all_bytes, moe_params
 
 
+# The shape keys of mistralai/Mixtral-8x7B-v0.1's config.json
+MIXTRAL_CONFIG_JSON = {"hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32,
+                       "num_hidden_layers": 32, "num_key_value_heads": 8, "num_local_experts": 8,
+                       "num_experts_per_tok": 2, "vocab_size": 32000, "tie_word_embeddings": False}
+
+
 def test_mixtral_8x7b_total_and_active():
+    assert moe_config_from_hf(MIXTRAL_CONFIG_JSON, "Mixtral-8x7B") == MIXTRAL_8X7B
     total, active = moe_params(MIXTRAL_8X7B)
     assert round(total / 1e9, 1) == 46.7, f"Mixtral-8x7B has about 46.7e9 parameters, got {total:,}"
     assert round(active / 1e9, 1) == 12.9, (
