@@ -721,3 +721,55 @@ def test_lesson22_simulator_table():
     low = colocated_vs_disagg(2.0, 200, 1000, 100, cost, seed=0)
     assert (f"disaggregated p99 TTFT {low['disaggregated']['p99_ttft_s'] * 1e3:.0f} ms against "
             f"{low['colocated']['p99_ttft_s'] * 1e3:.0f} ms colocated") in text
+
+
+def test_lesson21_mixtral_memory_decode_and_all_to_all():
+    """Lesson 21's worked examples, recomputed from the Mixtral-8x7B config and the H100/H200
+    fixtures: the parameter breakdown and totals, bf16 bytes and what an H200 has left, the KV
+    bytes per token, the experts a decode batch touches under uniform routing (and the bytes and
+    time per step), and the all-to-all bytes and wire times of expert parallelism."""
+    from course.moe import MIXTRAL_8X7B as m
+
+    h100, h200 = hf.load("h100_sxm"), hf.load("h200_sxm")
+    text = _text("lesson21.md")
+    d, e = m.d_model, m.n_experts
+    attention = 2 * d * m.n_heads * m.d_head + 2 * d * m.n_kv_heads * m.d_head
+    expert = 3 * d * m.d_ff
+    assert f"2 x 4,096 x 4,096 + 2 x 4,096 x 1,024 = {attention:,}" in text
+    assert f"3 x 4,096 x 14,336 = {expert:,}" in text
+    assert f"8 x 4,096 = {e * d:,}" in text and f"two RMSNorm weights: {2 * d:,}" in text
+    embeddings = 2 * m.vocab_size * d
+    assert f"2 x 32,000 x 4,096 = {embeddings:,}" in text
+    shared = m.n_layers * (attention + e * d + 2 * d) + embeddings + d
+    total, active = shared + m.n_layers * e * expert, shared + m.n_layers * m.top_k * expert
+    assert f"**{total:,}** parameters ({total / 1e9:.1f}B)" in text
+    assert f"**{active:,}** active parameters ({active / 1e9:.1f}B)" in text
+    assert (round(total / 1e9, 1), round(active / 1e9, 1)) == (46.7, 12.9)
+    weights = 2 * total
+    assert f"{weights:,} B ({weights / 1e9:.1f} GB, {weights / GiB:.1f} GiB)" in text
+    assert weights > h100.memory_bytes, "the text says one H100 cannot hold the weights"
+    left = h200.memory_bytes - weights
+    assert f"{left:,} B ({left / GiB:.1f} GiB)" in text
+    kv = _kv_bytes_per_token(m)
+    assert f"= {kv:,} B of KV cache per token" in text and f"hold {left // kv:,} tokens" in text
+    bw = h200.memory_bandwidth_bytes_per_s
+    assert f"{2 * active / 1e9:.1f} GB in bf16, {2 * active / bw * 1e3:.2f} ms" in text
+    one_expert = m.n_layers * expert
+    assert f"(Shared parts {shared:,} parameters, one expert over all 32 layers {one_expert:,}.)" \
+        in text
+    for batch in (1, 4, 8, 16):
+        touched = e * (1 - (1 - m.top_k / e) ** batch)
+        read = 2 * (shared + touched * one_expert)
+        row = (f"| {batch} | {touched:.2f} | {read / 1e9:.1f} GB | {read / bw * 1e3:.2f} ms | "
+               f"{read / batch / 1e9:.2f} GB |")
+        assert row in text, f"decode table row for batch {batch}: {row}"
+    link = h200.gpu_link_bytes_per_s_per_direction
+    sent = 4096 * m.top_k * d * 2 * (8 - 1) / 8
+    assert f"= {sent:,.0f} B ({sent / 1e6:.1f} MB) per rank per all-to-all" in text
+    assert f"{2 * sent:,.0f} B per layer, {64 * sent:,.0f} B ({64 * sent / 1e9:.2f} GB)" in text
+    assert f"at least {sent / link * 1e6:.1f} us on the wire" in text
+    assert f"the forward pass {64 * sent / link * 1e3:.2f} ms" in text
+    flops, peak = 2 * active * 4096, h200.peak_flops("bf16")
+    assert f"= {flops / 1e12:.1f} TFLOP, {flops / peak * 1e3:.1f} ms" in text
+    small = 64 * m.top_k * d * 2 * 7 / 8
+    assert f"one all-to-all is {small:,.0f} B, {small / link * 1e6:.2f} us" in text

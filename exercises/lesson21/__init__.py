@@ -1,0 +1,1 @@
+"""Lesson 21: mixture-of-experts routing, capacity and expert parallelism."""
