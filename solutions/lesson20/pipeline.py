@@ -24,7 +24,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from course.config import LlamaConfig
-from course.hf_layers import hf_apply_rope, hf_mlp, hf_rms_norm, hf_rope_cos_sin
+from course.hf_layers import hf_rms_norm
 
 
 def pipeline_forward(stage_fn: Callable[[torch.Tensor], torch.Tensor],
@@ -76,6 +76,22 @@ def pipeline_forward(stage_fn: Callable[[torch.Tensor], torch.Tensor],
     ### END SOLUTION
 
 
+def _rope_cos_sin(cfg: LlamaConfig, seq: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Llama's rotary tables ``[seq, d_head]`` (HF's "rotate half" layout), positions from 0.
+    Written out in torch so that a rank does not import transformers (seconds per process)."""
+    inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.d_head, 2, device=device,
+                                                     dtype=torch.float32) / cfg.d_head)
+    angles = torch.arange(seq, device=device, dtype=torch.float32)[:, None] * inv_freq
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return (x * cos.to(x.dtype) + rotated * sin.to(x.dtype)).to(x.dtype)
+
+
 def _attention(w: dict[str, torch.Tensor], p: str, cfg: LlamaConfig, x: torch.Tensor,
                cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     batch, seq, _ = x.shape
@@ -84,7 +100,7 @@ def _attention(w: dict[str, torch.Tensor], p: str, cfg: LlamaConfig, x: torch.Te
         return (x @ w[p + name].T).view(batch, seq, -1, cfg.d_head).transpose(1, 2)
 
     q, k, v = heads("q_proj.weight"), heads("k_proj.weight"), heads("v_proj.weight")
-    q, k = hf_apply_rope(q, k, cos, sin)
+    q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
     out = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                          enable_gqa=cfg.n_heads != cfg.n_kv_heads)
     return out.transpose(1, 2).reshape(batch, seq, -1) @ w[p + "o_proj.weight"].T
@@ -96,7 +112,8 @@ def build_stage(cfg: LlamaConfig, weights: dict[str, torch.Tensor], layers: rang
 
     ``first``: the input is token ids ``[batch, seq]`` and the stage starts with the embedding;
     otherwise it is the hidden state ``[batch, seq, d_model]``. Then the decoder layers
-    ``layers`` (pre-norm attention and SwiGLU MLP, RoPE from position 0). ``last``: the stage
+    ``layers`` (pre-norm attention and SwiGLU MLP, RoPE from position 0, written in plain
+    torch: no transformers import in the ranks). ``last``: the stage
     ends with the final RMSNorm and the LM head and returns logits ``[batch, seq, vocab]``;
     otherwise the hidden state. ``weights`` use HF names and need only this stage's tensors.
     """
@@ -109,14 +126,14 @@ def build_stage(cfg: LlamaConfig, weights: dict[str, torch.Tensor], layers: rang
     @torch.no_grad()
     def stage(x: torch.Tensor) -> torch.Tensor:
         h = embed[x] if first else x
-        cos, sin = hf_rope_cos_sin(cfg, torch.arange(h.shape[1], device=h.device))
+        cos, sin = _rope_cos_sin(cfg, h.shape[1], h.device)
         for i in layers:
             p = f"model.layers.{i}."
             a = hf_rms_norm(h, weights[p + "input_layernorm.weight"], cfg.rms_eps)
             h = h + _attention(weights, p + "self_attn.", cfg, a, cos, sin)
-            h = h + hf_mlp(weights, p + "mlp.",
-                           hf_rms_norm(h, weights[p + "post_attention_layernorm.weight"],
-                                       cfg.rms_eps))
+            a = hf_rms_norm(h, weights[p + "post_attention_layernorm.weight"], cfg.rms_eps)
+            gate, up, down = (weights[p + f"mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
+            h = h + (F.silu(a @ gate.T) * (a @ up.T)) @ down.T
         if last:
             return hf_rms_norm(h, norm, cfg.rms_eps) @ head.T
         return h
