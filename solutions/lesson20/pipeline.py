@@ -76,31 +76,32 @@ def pipeline_forward(stage_fn: Callable[[torch.Tensor], torch.Tensor],
     ### END SOLUTION
 
 
-def _rope_cos_sin(cfg: LlamaConfig, seq: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Llama's rotary tables ``[seq, d_head]`` (HF's "rotate half" layout), positions from 0.
-    Written out in torch so that a rank does not import transformers (seconds per process)."""
+def _rope_turns(cfg: LlamaConfig, seq: int, device) -> torch.Tensor:
+    """Llama's rotary angles as unit complex numbers ``[seq, d_head / 2]``, positions from 0.
+    Written in plain torch so that a rank does not import transformers (seconds per process)."""
     inv_freq = 1.0 / cfg.rope_theta ** (torch.arange(0, cfg.d_head, 2, device=device,
                                                      dtype=torch.float32) / cfg.d_head)
-    angles = torch.arange(seq, device=device, dtype=torch.float32)[:, None] * inv_freq
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos(), angles.sin()
+    angles = torch.outer(torch.arange(seq, device=device, dtype=torch.float32), inv_freq)
+    return torch.polar(torch.ones_like(angles), angles)
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return (x * cos.to(x.dtype) + rotated * sin.to(x.dtype)).to(x.dtype)
+def _rotate(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """HF's "rotate half" RoPE as a complex product: channel i and channel i + d_head/2 are
+    the real and imaginary parts of one complex number, turned by its position's angle."""
+    pairs = torch.stack(x.float().chunk(2, dim=-1), dim=-1).contiguous()
+    turned = torch.view_as_real(torch.view_as_complex(pairs) * turns)
+    return torch.cat([turned[..., 0], turned[..., 1]], dim=-1).to(x.dtype)
 
 
 def _attention(w: dict[str, torch.Tensor], p: str, cfg: LlamaConfig, x: torch.Tensor,
-               cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+               turns: torch.Tensor) -> torch.Tensor:
     batch, seq, _ = x.shape
 
     def heads(name: str) -> torch.Tensor:  # -> [batch, n, seq, d_head]
         return (x @ w[p + name].T).view(batch, seq, -1, cfg.d_head).transpose(1, 2)
 
     q, k, v = heads("q_proj.weight"), heads("k_proj.weight"), heads("v_proj.weight")
-    q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+    q, k = _rotate(q, turns), _rotate(k, turns)
     out = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                          enable_gqa=cfg.n_heads != cfg.n_kv_heads)
     return out.transpose(1, 2).reshape(batch, seq, -1) @ w[p + "o_proj.weight"].T
@@ -126,11 +127,11 @@ def build_stage(cfg: LlamaConfig, weights: dict[str, torch.Tensor], layers: rang
     @torch.no_grad()
     def stage(x: torch.Tensor) -> torch.Tensor:
         h = embed[x] if first else x
-        cos, sin = _rope_cos_sin(cfg, h.shape[1], h.device)
+        turns = _rope_turns(cfg, h.shape[1], h.device)
         for i in layers:
             p = f"model.layers.{i}."
             a = hf_rms_norm(h, weights[p + "input_layernorm.weight"], cfg.rms_eps)
-            h = h + _attention(weights, p + "self_attn.", cfg, a, cos, sin)
+            h = h + _attention(weights, p + "self_attn.", cfg, a, turns)
             a = hf_rms_norm(h, weights[p + "post_attention_layernorm.weight"], cfg.rms_eps)
             gate, up, down = (weights[p + f"mlp.{n}_proj.weight"] for n in ("gate", "up", "down"))
             h = h + (F.silu(a @ gate.T) * (a @ up.T)) @ down.T

@@ -157,11 +157,6 @@ def zigzag_positions(seq_len: int, p: int) -> list[torch.Tensor]:
     if p < 1 or seq_len < 2 * p:
         raise ValueError(f"need p >= 1 and at least 2p = {2 * p} tokens, got seq_len={seq_len}")
     ### BEGIN SOLUTION
-    base, extra = divmod(seq_len, 2 * p)
-    pieces, start = [], 0
-    for i in range(2 * p):
-        size = base + (1 if i < extra else 0)
-        pieces.append(torch.arange(start, start + size))
-        start += size
+    pieces = torch.arange(seq_len).tensor_split(2 * p)  # the longer pieces first
     return [torch.cat([pieces[r], pieces[2 * p - 1 - r]]) for r in range(p)]
     ### END SOLUTION

@@ -64,12 +64,9 @@ def split_layers(n_layers: int, pp: int) -> list[range]:
                          "hold no layer")
     ### BEGIN SOLUTION
     base, extra = divmod(n_layers, pp)
-    stages, start = [], 0
-    for s in range(pp):
-        size = base + (1 if s < extra else 0)
-        stages.append(range(start, start + size))
-        start += size
-    return stages
+    # stage s starts after s stages of `base` layers and min(s, extra) extra ones
+    return [range(s * base + min(s, extra), (s + 1) * base + min(s + 1, extra))
+            for s in range(pp)]
     ### END SOLUTION
 
 

@@ -20,6 +20,8 @@ ZIGZAG_RING = H20 + "test_ring_grading.py::test_ring_attention_on_zigzag_positio
 MERGE = H20 + "test_ring_grading.py::test_merge_states_empty_rows_and_inputs_unchanged"
 GPU_PP = H20 + "test_gpu_pipeline.py::test_two_stage_pipeline_throughput_on_two_gpus"
 
+SPLIT_RET = ("    return [range(s * base + min(s, extra), (s + 1) * base + min(s + 1, extra))\n"
+             "            for s in range(pp)]\n")
 MASK = ("                allowed = positions[j][None, :] <= positions[r][:, None]  # [n_r, n_j]\n")
 SEND = ("        if rank < world - 1:\n"
         "            dist.send(y.contiguous(), dst=rank + 1)\n"
@@ -28,20 +30,20 @@ SEND = ("        if rank < world - 1:\n"
 
 MUTATIONS = [
     # split_layers
-    Mutation("remainder given to the last stages", "lesson20", "schedule.py",
-             "        size = base + (1 if s < extra else 0)\n",
-             "        size = base + (1 if s >= pp - extra else 0)\n",
+    Mutation("remainder given to the last stages", "lesson20", "schedule.py", SPLIT_RET,
+             "    return [range(s * base + max(0, s - pp + extra), "
+             "(s + 1) * base + max(0, s + 1 - pp + extra))\n"
+             "            for s in range(pp)]\n",
              (SPLIT,), kind="boundary"),
-    Mutation("off by one: each stage ends one layer early", "lesson20", "schedule.py",
-             "        stages.append(range(start, start + size))\n",
-             "        stages.append(range(start, start + size - (1 if s < pp - 1 else 0)))\n",
+    Mutation("off by one: a stage with an extra layer ends one layer early", "lesson20",
+             "schedule.py", SPLIT_RET,
+             SPLIT_RET.replace("(s + 1) * base + min(s + 1, extra)", "(s + 1) * base + min(s, extra)"),
              (SPLIT,), kind="boundary"),
     Mutation("ceil division: the last stages come out short or empty", "lesson20",
-             "schedule.py",
-             "    base, extra = divmod(n_layers, pp)\n    stages, start = [], 0\n"
-             "    for s in range(pp):\n        size = base + (1 if s < extra else 0)\n",
-             "    base, extra = divmod(n_layers, pp)\n    stages, start = [], 0\n"
-             "    for s in range(pp):\n        size = min(-(-n_layers // pp), n_layers - start)\n",
+             "schedule.py", SPLIT_RET,
+             "    size = -(-n_layers // pp)\n"
+             "    return [range(min(s * size, n_layers), min((s + 1) * size, n_layers))\n"
+             "            for s in range(pp)]\n",
              (SPLIT,), kind="logic"),
     Mutation("more stages than layers accepted", "lesson20", "schedule.py",
              "    if pp > n_layers:\n", "    if False:\n",
@@ -92,7 +94,7 @@ MUTATIONS = [
              "        dist.send(y.contiguous(), dst=rank + 1)\n"
              "        if rank == world - 1:\n"
              "            outputs.append(y)\n",
-             (PIPE3, PIPE1), kind="special-value"),
+             (PIPE1,), kind="special-value"),
     Mutation("outputs kept back, all sent at the end (no overlap: GPU only)", "lesson20",
              "pipeline.py", SEND,
              "        outputs.append(y)\n"
@@ -167,8 +169,9 @@ MUTATIONS = [
              "    return [torch.cat([pieces[r], pieces[(2 * p - 2 - r) % (2 * p)]]) "
              "for r in range(p)]\n",
              (ZIGZAG, ZIGZAG_RING), kind="boundary"),
-    Mutation("zig-zag remainder to the last pieces", "lesson20", "ring_attention.py",
-             "        size = base + (1 if i < extra else 0)\n        pieces.append(",
-             "        size = base + (1 if i >= 2 * p - extra else 0)\n        pieces.append(",
+    Mutation("zig-zag pieces of seq_len // 2p tokens (the remainder in extra pieces)",
+             "lesson20", "ring_attention.py",
+             "    pieces = torch.arange(seq_len).tensor_split(2 * p)",
+             "    pieces = torch.arange(seq_len).split(seq_len // (2 * p))",
              (ZIGZAG,), kind="boundary"),
 ]
