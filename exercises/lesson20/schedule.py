@@ -103,4 +103,7 @@ def pipeline_schedule(pp: int, n_microbatches: int, kind: str) -> list[list[Op]]
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     p, m = pp, n_microbatches
+    # hint: first each stage's order of (kind, microbatch); then place ops: keep per stage the
+    # hint: tick it is free and its next op, and sweep over the stages, placing every op whose
+    # hint: input has an end time, until all are placed
     raise NotImplementedError('lesson20: pipeline_schedule - read learning/lesson20.md#the-bubble')

@@ -115,6 +115,9 @@ def ring_attention(q_chunks: Sequence[torch.Tensor], k_chunks: Sequence[torch.Te
                                   for pos, q in zip(positions, q_chunks)):
         raise ValueError("positions must hold one 1-D tensor of n_r positions per chunk")
     ### BEGIN SOLUTION
+    # hint: per rank: state (-inf, 0, 0); for t in range(p): chunk j = (r - t) % p, scores,
+    # hint: the mask from positions, skip if nothing is visible, the block's (m, l, o), merge.
+    # hint: a query row that sees none of a visited chunk has m = -inf: subtract 0 there
     outputs, visited = [], []
     for r in range(p):
         q = q_chunks[r].float()

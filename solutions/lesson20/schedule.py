@@ -111,6 +111,9 @@ def pipeline_schedule(pp: int, n_microbatches: int, kind: str) -> list[list[Op]]
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     p, m = pp, n_microbatches
     ### BEGIN SOLUTION
+    # hint: first each stage's order of (kind, microbatch); then place ops: keep per stage the
+    # hint: tick it is free and its next op, and sweep over the stages, placing every op whose
+    # hint: input has an end time, until all are placed
     orders: list[list[tuple[str, int]]] = []
     for s in range(p):
         forwards = [("F", i) for i in range(m)]
