@@ -89,12 +89,6 @@ MUTATIONS = [
              "pipeline.py", "            dist.recv(x, src=rank - 1)\n",
              "            dist.recv(x, src=(rank + 1) % world)\n",
              (PIPE3,), kind="logic"),
-    Mutation("the last rank also sends (to a rank that does not exist)", "lesson20",
-             "pipeline.py", SEND,
-             "        dist.send(y.contiguous(), dst=rank + 1)\n"
-             "        if rank == world - 1:\n"
-             "            outputs.append(y)\n",
-             (PIPE1,), kind="special-value"),
     Mutation("outputs kept back, all sent at the end (no overlap: GPU only)", "lesson20",
              "pipeline.py", SEND,
              "        outputs.append(y)\n"
