@@ -773,3 +773,42 @@ def test_lesson21_mixtral_memory_decode_and_all_to_all():
     assert f"= {flops / 1e12:.1f} TFLOP, {flops / peak * 1e3:.1f} ms" in text
     small = 64 * m.top_k * d * 2 * 7 / 8
     assert f"one all-to-all is {small:,.0f} B, {small / link * 1e6:.2f} us" in text
+
+
+def test_lesson20_bubble_and_ring_traffic():
+    """Lesson 20's worked examples: the bubble at p = 4, m = 6 and m = 8, SmolLM2's layers over
+    4 stages, and the K/V bytes per ring step for Llama-3-8B at 128k tokens on 8 ranks against
+    the step's attention FLOPs on an H200, recomputed from the configs and the fixture."""
+    from course.config import SMOLLM2_135M
+    from solutions.lesson20.schedule import bubble_fraction, split_layers
+
+    text = _text("lesson20.md")
+    assert bubble_fraction(4, 6) == 12 / 36 and "12 / 36 = 3 / 9 idle" in text
+    b = bubble_fraction(4, 8)
+    assert f"the bubble is 3 / 11 =\n{b * 100:.1f}%" in text or \
+        f"the bubble is 3 / 11 = {b * 100:.1f}%" in text.replace("\n", " ")
+    assert f"4 x 8 / 11 = {4 * 8 / 11:.1f} times" in text.replace("\n", " ")
+    assert min(m for m in range(1, 100) if bubble_fraction(4, m) < 0.1) == 28 and "`m > 27`" in text
+    sizes = [len(r) for r in split_layers(SMOLLM2_135M.n_layers, 4)]
+    assert f"{SMOLLM2_135M.n_layers} layers over 4 stages are {sizes[0]}, {sizes[1]}, {sizes[2]} " \
+           f"and {sizes[3]} layers" in text.replace("\n", " ")
+    h200 = hf.load("h200_sxm")
+    c = LLAMA3_8B
+    seq, ranks = 131_072, 8
+    chunk = seq // ranks
+    step = 2 * chunk * c.n_kv_heads * c.d_head * 2
+    flat = text.replace("\n", " ")
+    assert f"chunks of {chunk:,} tokens" in flat
+    assert f"2 x {chunk:,} x {c.n_kv_heads} x {c.d_head} x 2 = {step:,} B ({step // 2**20} MiB)" in flat
+    assert f"{ranks - 1} steps per layer: {(ranks - 1) * step // 2**20} MiB per rank per layer, " \
+           f"{(ranks - 1) * step * c.n_layers / GiB:.0f} GiB over the {c.n_layers} layers" in flat
+    link = h200.gpu_link_bytes_per_s_per_direction
+    peak = h200.peak_flops("bf16")
+    assert f"takes {step / link * 1e6:.0f} us" in flat
+    flop = 4 * chunk**2 * c.n_heads * c.d_head
+    assert f"4 x {chunk:,}^2 x {c.n_heads} heads x {c.d_head} FLOP = {flop / 1e12:.2f} TFLOP" in flat
+    assert f"takes {flop / peak * 1e3:.2f} ms" in flat
+    tokens = c.n_kv_heads * peak / (c.n_heads * link)
+    assert f"about {round(tokens, -1):.0f} tokens" in flat
+    assert (peak, link) == (989.4e12, 450e9) and \
+        f"`{c.n_kv_heads} x 989.4e12 / ({c.n_heads} x 450e9)`" in flat
