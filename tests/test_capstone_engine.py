@@ -167,3 +167,14 @@ def test_unwritten_stubs_are_named_with_their_lesson(model):
     engine = Engine("exercises", weights=weights, cfg=cfg, num_blocks=8)
     with pytest.raises(EngineError, match=r"lesson18/scheduler.py: add\(\) is not written"):
         engine.add_request("r", [1, 2, 3], SamplingParams(max_tokens=2))
+
+
+def test_the_text_quotes_the_throughput_trace_as_the_reference_runs_it(model):
+    graders, conftest = _load("test_engine_trace"), _load("conftest")
+    without = graders.throughput_engine("solutions", model, prefix_cache=False)
+    conftest.drive(without, graders.throughput_arrivals())
+    text = " ".join((ROOT / "learning" / "capstone.md").read_text().split())
+    assert f"it takes {graders.REFERENCE_STEPS} engine steps" in text
+    assert f"with the prefix cache turned off, {without.steps} engine steps" in text
+    assert f"at most {graders.STEP_SHARE:g} times the reference's steps" in text
+    assert f"{len(graders.THROUGHPUT_TRACE)} requests" in text or "seven requests" in text
