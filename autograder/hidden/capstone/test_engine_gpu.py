@@ -1,6 +1,6 @@
 """Hidden GPU grader, capstone: the engine's throughput over the submission's pieces, as a
-ratio to HF transformers' own ``generate`` on the same prompts, same weights, same GPU, measured
-in the same run.
+ratio to HF transformers' own ``generate`` on the same prompts, weights and GPU, both measured
+by this one test.
 
 SmolLM2-135M's shape with seeded random weights in bf16 (the GPU runner has no model wheel):
 64 requests of 128 prompt tokens, 64 new tokens each, greedy. The engine gets room for all of
