@@ -6,8 +6,8 @@ Some of these a lesson's own graders catch too; here they must show up as what a
 engine does with them: wrong tokens, blocks that never come back, a plan the engine refuses,
 or more engine steps. Classes (tests/mutations/__init__.py BUG_CLASSES): all planted below but
 two, listed in NOT_APPLICABLE with the reason. The real-model grader
-(test_engine_real_model.py) names the same bugs as the fixed trace on the tiny model; it is
-left out of the catchers here because loading the model would triple this file's time.
+(test_engine_real_model.py) names the same bugs as the fixed trace on the tiny model; it is a
+catcher of one of them only, because loading the model costs more than all the others.
 """
 
 from . import Mutation
@@ -17,6 +17,8 @@ FINISH = T + "test_fixed_trace_finishes_every_request_with_the_oracles_tokens"
 FREE = T + "test_fixed_trace_frees_every_block_and_writes_a_valid_trace"
 STEPS = T + "test_throughput_in_engine_steps_is_a_share_of_the_reference"
 ABORT = T + "test_abort_frees_blocks_at_once"
+REAL = ("autograder/hidden/capstone/test_engine_real_model.py::"
+        "test_greedy_outputs_equal_hf_with_batching_paging_chunks_prefix_hits_and_preemption")
 
 MUTATIONS = [
     # lesson 18: the scheduler
@@ -75,7 +77,7 @@ MUTATIONS = [
              "    v_cache.view(flat, *v_cache.shape[2:])[slots.long()] = v.to(v_cache.dtype)\n",
              "    k_cache.view(flat, *k_cache.shape[2:])[slots.long()[-1:]] = k[-1:].to(k_cache.dtype)\n"
              "    v_cache.view(flat, *v_cache.shape[2:])[slots.long()[-1:]] = v[-1:].to(v_cache.dtype)\n",
-             (FINISH,), kind="multi-token"),
+             (FINISH, REAL), kind="multi-token"),
     Mutation("write_kv refuses slot 0 (block 0, offset 0)", "capstone",
              "lesson12/paged_attention.py",
              "    bad = (slots < 0) | (slots >= flat)\n",
