@@ -812,3 +812,9 @@ def test_lesson20_bubble_and_ring_traffic():
     assert f"about {round(tokens, -1):.0f} tokens" in flat
     assert (peak, link) == (989.4e12, 450e9) and \
         f"`{c.n_kv_heads} x 989.4e12 / ({c.n_heads} x 450e9)`" in flat
+
+
+def test_capstone_references_to_lessons_are_links_that_resolve():
+    path = LEARNING / "capstone.md"
+    bad = reference_problems(_prose(path))
+    assert not bad, f"{path.name}:\n" + "\n".join(bad)
