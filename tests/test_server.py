@@ -1,0 +1,279 @@
+"""The OpenAI-compatible server (course/server.py), driven by the official ``openai`` client
+over loopback, and the load generator (course/loadgen.py) against it.
+
+One server for the module, on 127.0.0.1 and a free port, in a daemon thread, stopped at the
+end. It serves the capstone engine with the reference pieces on the real SmolLM2-135M; the
+tests keep generations short.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+openai = pytest.importorskip("openai")
+
+from course import server as srv  # noqa: E402
+
+pytestmark = pytest.mark.model
+
+
+# --- a stand-in engine with the capstone engine's interface ------------------------------------
+
+@dataclass
+class FakeParams:
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int | None = None
+    max_tokens: int = 64
+    stop_token_ids: tuple = ()
+    seed: int | None = None
+
+
+@dataclass
+class FakeOut:
+    request_id: str
+    token_id: int | None
+    finished: bool
+    finish_reason: str | None
+
+
+class FakeEngine:
+    """Emits the tokens of a fixed text in turn, one per step per request; blocks are counted
+    as ceil(tokens / block_size) per request."""
+
+    SamplingParams = FakeParams
+    TEXT = " Hello, wörld: 日本語 🙂 and more text to say."
+
+    def __init__(self, tokenizer, num_blocks=64, block_size=16, max_model_len=256):
+        self.tokenizer = tokenizer
+        self.num_blocks, self.block_size, self.max_model_len = num_blocks, block_size, max_model_len
+        self.script = tokenizer.encode(self.TEXT, add_special_tokens=False)
+        self.reqs = {}
+
+    def add_request(self, rid, prompt_ids, params):
+        if not prompt_ids:
+            raise ValueError("empty prompt")
+        if len(prompt_ids) + params.max_tokens > self.max_model_len:
+            raise ValueError("too long")
+        self.reqs[rid] = [len(prompt_ids), 0, params]
+
+    def abort(self, rid):
+        self.reqs.pop(rid, None)
+
+    def has_unfinished(self):
+        return bool(self.reqs)
+
+    def free_blocks(self):
+        used = sum(math.ceil((p + g) / self.block_size) for p, g, _ in self.reqs.values())
+        return self.num_blocks - used
+
+    def step(self):
+        time.sleep(0.002)
+        outs = []
+        for rid, r in list(self.reqs.items()):
+            tok = self.script[r[1] % len(self.script)]
+            r[1] += 1
+            done = r[1] >= r[2].max_tokens
+            outs.append(FakeOut(rid, tok, done, "length" if done else None))
+            if done:
+                del self.reqs[rid]
+        return outs
+
+
+# --- the server fixture ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from course.model import load_tokenizer
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def engine(tokenizer):
+    return FakeEngine(tokenizer)
+
+
+@pytest.fixture(scope="module")
+def server(engine):
+    server, worker = srv.make_server(engine, host="127.0.0.1", port=0)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive(), "the server thread died while starting"
+        assert time.monotonic() < deadline, "the server did not start within 60 s"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    worker.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server + "/v1", api_key="none", max_retries=0, timeout=60)
+
+
+def wait_for_free_blocks(engine, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while engine.free_blocks() != engine.num_blocks and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return engine.free_blocks()
+
+
+# --- tests -------------------------------------------------------------------------------------
+
+def test_health_and_models(server, client):
+    import httpx
+    assert httpx.get(server + "/health").json() == {"status": "ok"}
+    assert [m.id for m in client.models.list()] == [srv.MODEL_NAME]
+
+
+def test_non_streamed_completion(client, engine, tokenizer):
+    out = client.completions.create(model=srv.MODEL_NAME, prompt="The capital of France is",
+                                    max_tokens=6, temperature=0)
+    choice = out.choices[0]
+    assert choice.finish_reason == "length"
+    assert out.usage.completion_tokens == 6
+    n_prompt = len(tokenizer.encode("The capital of France is", add_special_tokens=False))
+    assert out.usage.prompt_tokens == n_prompt
+    assert out.usage.total_tokens == n_prompt + 6
+    assert isinstance(choice.text, str) and choice.text
+    assert wait_for_free_blocks(engine) == engine.num_blocks
+
+
+def test_streamed_chat_completion(client, engine):
+    stream = client.chat.completions.create(
+        model=srv.MODEL_NAME, messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=8, temperature=0, stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert reasons[-1] == "length" and all(r is None for r in reasons[:-1]), reasons
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 8
+    # the streamed text is the non-streamed text of the same greedy request
+    whole = client.chat.completions.create(
+        model=srv.MODEL_NAME, messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=8, temperature=0)
+    assert text == whole.choices[0].message.content
+    assert whole.choices[0].message.role == "assistant"
+    assert wait_for_free_blocks(engine) == engine.num_blocks
+
+
+def test_concurrent_requests(client, engine):
+    prompts = ["One", "Two two", "Three three three", "Four four four four"]
+    results = [None] * len(prompts)
+
+    def call(i):
+        results[i] = client.completions.create(model=srv.MODEL_NAME, prompt=prompts[i],
+                                               max_tokens=4 + i, temperature=0)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for i, out in enumerate(results):
+        assert out is not None, f"request {i} got no answer"
+        assert out.usage.completion_tokens == 4 + i
+        assert out.choices[0].finish_reason == "length"
+    assert len({out.id for out in results}) == len(prompts), "response ids must differ"
+    assert wait_for_free_blocks(engine) == engine.num_blocks
+
+
+@pytest.mark.parametrize("extra, param", [
+    ({"temperature": -1}, "temperature"),
+    ({"n": 2}, "n"),
+    ({"top_p": 0}, "top_p"),
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"logprobs": 2}, "logprobs"),
+])
+def test_bad_request_gets_a_clear_400(client, extra, param):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model=srv.MODEL_NAME, prompt="Hi", **extra)
+    err = info.value
+    assert err.status_code == 400
+    assert err.body["param"] == param and err.body["type"] == "invalid_request_error"
+    assert param in err.body["message"], err.body
+
+
+def test_malformed_bodies_get_openai_errors(server):
+    import httpx
+    for body, status in ((b"{not json", 400), (b"[1, 2]", 400),
+                         (b'{"prompt": {"a": 1}}', 400), (b'{"prompt": [1, -5]}', 400),
+                         (b'{"model": "gpt-4o", "prompt": "Hi"}', 404),
+                         (b'{"messages": []}', 400)):
+        path = "/v1/chat/completions" if b"messages" in body else "/v1/completions"
+        r = httpx.post(server + path, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == status, (body, r.status_code, r.text)
+        error = r.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"} and error["message"], r.text
+    r = httpx.get(server + "/v1/nothing")
+    assert r.status_code == 404 and "/v1/nothing" in r.json()["error"]["message"]
+
+
+def test_a_prompt_longer_than_the_context_is_refused(client, engine):
+    long_prompt = list(range(100, 100 + engine.max_model_len + 5))
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model=srv.MODEL_NAME, prompt=long_prompt, max_tokens=4)
+    body = info.value.body
+    assert body["code"] == "context_length_exceeded"
+    assert f"maximum context length is {engine.max_model_len} tokens" in body["message"]
+    # a prompt that fits, but not with the tokens asked for
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model=srv.MODEL_NAME, prompt=long_prompt[:engine.max_model_len - 2],
+                                  max_tokens=10)
+    assert info.value.body["code"] == "context_length_exceeded"
+    assert engine.free_blocks() == engine.num_blocks
+
+
+def test_a_client_that_disconnects_mid_stream_frees_its_blocks(server, engine):
+    import httpx
+    body = {"model": srv.MODEL_NAME, "prompt": "Count to a thousand:", "max_tokens": 200,
+            "temperature": 0, "stream": True}
+    with httpx.Client(timeout=60) as http:
+        with http.stream("POST", server + "/v1/completions", json=body) as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()
+            got = [line for line, _ in zip(lines, range(6)) if line.startswith("data: ")]
+            assert got, "the stream sent no chunk"
+            assert engine.free_blocks() < engine.num_blocks, "the request holds no blocks?"
+        # leaving the block closes the connection mid-stream
+    assert wait_for_free_blocks(engine) == engine.num_blocks, (
+        "a disconnected client's request must be aborted and its blocks freed")
+
+
+def test_stop_strings_cut_the_text(client):
+    whole = client.completions.create(model=srv.MODEL_NAME, prompt="Go", max_tokens=12,
+                                      temperature=0).choices[0].text
+    stop = whole[5:8]
+    assert stop and stop in whole
+    cut = client.completions.create(model=srv.MODEL_NAME, prompt="Go", max_tokens=12,
+                                    temperature=0, stop=[stop])
+    assert cut.choices[0].text == whole[:whole.index(stop)]
+    assert cut.choices[0].finish_reason == "stop"
+    streamed = client.completions.create(model=srv.MODEL_NAME, prompt="Go", max_tokens=12,
+                                         temperature=0, stop=stop, stream=True)
+    chunks = list(streamed)
+    assert "".join(c.choices[0].text for c in chunks) == whole[:whole.index(stop)]
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_incremental_detokenizer_keeps_multibyte_characters(tokenizer):
+    text = "Grüße, 日本語, emoji 🙂🚀 and ñ done."
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    detok = srv.IncrementalDetokenizer(tokenizer)
+    pieces = [detok.add(t) for t in ids] + [detok.flush()]
+    assert "".join(pieces) == tokenizer.decode(ids) == text
+    assert not any("\ufffd" in p for p in pieces), pieces
