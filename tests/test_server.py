@@ -277,3 +277,73 @@ def test_incremental_detokenizer_keeps_multibyte_characters(tokenizer):
     pieces = [detok.add(t) for t in ids] + [detok.flush()]
     assert "".join(pieces) == tokenizer.decode(ids) == text
     assert not any("\ufffd" in p for p in pieces), pieces
+
+
+# --- the load generator ------------------------------------------------------------------------
+
+def test_poisson_arrivals_are_seeded_with_the_stated_mean():
+    from course import loadgen
+    a = loadgen.poisson_arrivals(2000, 4.0, seed=1)
+    assert a == loadgen.poisson_arrivals(2000, 4.0, seed=1)
+    assert a != loadgen.poisson_arrivals(2000, 4.0, seed=2)
+    assert all(x < y for x, y in zip(a, a[1:])) and a[0] > 0
+    mean_gap = a[-1] / len(a)
+    assert abs(mean_gap - 0.25) < 0.02, f"mean gap {mean_gap} s, expected 0.25 s at 4 req/s"
+    with pytest.raises(ValueError, match="requests per second"):
+        loadgen.poisson_arrivals(3, 0.0, seed=0)
+
+
+def test_synthetic_workload_is_seeded_and_in_range():
+    from course import loadgen
+    w = loadgen.synthetic_workload(50, seed=3, prompt_tokens=(4, 9), output_tokens=(2, 5))
+    assert w == loadgen.synthetic_workload(50, seed=3, prompt_tokens=(4, 9), output_tokens=(2, 5))
+    assert {len(p) for p in w.prompts} <= set(range(4, 10)) and len(w) == 50
+    assert set(w.max_tokens) <= {2, 3, 4, 5}
+    lo, hi = loadgen.VOCAB_RANGE
+    assert all(lo <= t < hi for p in w.prompts for t in p)
+
+
+def test_loadgen_against_the_server(server, engine, tmp_path, capsys):
+    from course import loadgen
+    from course.plot import is_png
+    from course.trace import read_jsonl
+    out, trace, png = tmp_path / "r.json", tmp_path / "t.jsonl", tmp_path / "l.png"
+    report = loadgen.main(["--url", server, "--impl", "solutions", "--rates", "20,40",
+                           "--requests", "6", "--seed", "0", "--prompt-tokens", "4,12",
+                           "--output-tokens", "3,6", "--slo-ttft-ms", "60000",
+                           "--slo-tpot-ms", "60000", "--out", str(out),
+                           "--trace-out", str(trace), "--plot", str(png), "--no-progress"])
+    text = capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert saved["runs"][0]["rate_rps"] == 20 and saved["goodput_rps"] == 40
+    w = loadgen.synthetic_workload(6, 0, (4, 12), (3, 6))
+    for run in saved["runs"]:
+        assert run["finished"] == 6 and run["failed"] == 0, run["failures"]
+        assert run["summary"]["output_tokens"] == sum(w.max_tokens)
+        assert run["slo_attainment"] == 1.0
+        assert set(run["summary"]["ttft_ms"]) == {"50", "90", "99"}
+        events = read_jsonl(tmp_path / f"t.{run['rate_rps']:g}.jsonl")
+        arrivals = [e for e in events if e.kind == "arrival"]
+        assert sorted(e.tokens for e in arrivals) == sorted(len(p) for p in w.prompts)
+        assert sum(e.tokens for e in events if e.kind in ("first_token", "token")) == \
+            sum(w.max_tokens)
+    assert report["runs"][1]["summary"]["requests"] == 6
+    for row in ("TTFT ms", "TPOT ms", "ITL ms", "E2E ms", "throughput:", "SLO attainment",
+                "goodput: 40 req/s"):
+        assert row in text, f"{row!r} missing from the table:\n{text}"
+    assert is_png(png)
+    assert wait_for_free_blocks(engine) == engine.num_blocks
+
+
+def test_loadgen_counts_failed_requests(server, tmp_path, capsys):
+    from course import loadgen
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "Hi there", "max_tokens": 3}\n'
+                       '{"prompt": "Too long", "max_tokens": 100000}\n')
+    report = loadgen.main(["--url", server, "--impl", "solutions", "--rate", "50", "--requests",
+                           "4", "--prompts", str(prompts), "--out", str(tmp_path / "r.json"),
+                           "--no-progress"])
+    run = report["runs"][0]
+    assert (run["finished"], run["failed"]) == (2, 2)
+    assert "maximum context length" in run["failures"][0]
+    assert "2 failed" in capsys.readouterr().out
