@@ -38,7 +38,7 @@ stays at or above ``--slo-target``; a sweep reports the highest rate it tried th
 
 import argparse
 import asyncio
-import importlib
+import importlib.util
 import json
 import math
 import random
@@ -125,24 +125,31 @@ def poisson_arrivals(n: int, rate: float, seed: int) -> list[float]:
     return times
 
 
-def load_metrics(impl: str):
-    """Lesson 17's ``metrics`` module of the implementation `impl` (as the tests select it)."""
-    from autograder import pytest_impl
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_metrics_modules: dict = {}
 
-    if impl in ("exercises", "solutions"):
-        root = pytest_impl.REPO_ROOT / impl
-    else:
-        root = Path(impl).expanduser().resolve()
-        if not (root / "lesson17").is_dir():
-            raise SystemExit(f"--impl {impl}: expected a folder holding lesson17/ "
-                             "(laid out like exercises/)")
-    current = [f for f in sys.meta_path if isinstance(f, pytest_impl.ImplFinder)]
-    if not current:
-        pytest_impl.install(root)
-    elif Path(current[0].root).resolve() != root.resolve():
-        raise RuntimeError(f"this process already runs the implementation in {current[0].root}; "
-                           f"it cannot also load {root}")
-    return importlib.import_module("exercises.lesson17.metrics")
+
+def load_metrics(impl: str):
+    """Lesson 17's ``metrics`` module of the implementation `impl`: ``exercises``,
+    ``solutions`` or a folder laid out like ``exercises/``.
+
+    The file is loaded under a private module name, as the engine loads its pieces, so this
+    does not touch ``exercises.lesson17`` in ``sys.modules`` (the tests' own selection).
+    """
+    root = REPO_ROOT / impl if impl in ("exercises", "solutions") else Path(impl).expanduser()
+    file = root.resolve() / "lesson17" / "metrics.py"
+    if not file.is_file():
+        raise SystemExit(f"--impl {impl}: there is no {file}; give 'exercises', 'solutions' or "
+                         "a folder that holds lesson17/ (laid out like exercises/)")
+    module = _metrics_modules.get(file)
+    if module is None:
+        name = f"_course_loadgen_metrics{len(_metrics_modules)}"
+        spec = importlib.util.spec_from_file_location(name, file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        _metrics_modules[file] = module
+    return module
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,11 +258,13 @@ async def _run(url: str, workload: Workload, arrivals: list[float], model: str |
 
 def run_load(url: str, workload: Workload, rate: float, seed: int, metrics_module, *,
              model: str | None = None, slo_ttft_ms: float = 1000.0, slo_tpot_ms: float = 200.0,
-             progress: bool = True, timeout_s: float = 600.0) -> tuple[dict, list]:
+             progress: bool = True, timeout_s: float = 600.0,
+             trace_path: str | Path | None = None) -> tuple[dict, list]:
     """Send `workload` to the server at `url` at `rate` requests/s; return (result, trace).
 
     ``result`` holds the rate, the counts, lesson 17's summary (``summarize``: percentiles in
-    ms, keyed by percent), requests/s, SLO attainment, and the first failures' reasons.
+    ms, keyed by percent), requests/s, SLO attainment, and the first failures' reasons. The
+    trace is written to `trace_path` (JSON Lines) before lesson 17's functions see it.
     """
     arrivals = poisson_arrivals(len(workload), rate, seed)
     outcomes = asyncio.run(_run(url.rstrip("/"), workload, arrivals, model,
@@ -265,14 +274,23 @@ def run_load(url: str, workload: Workload, rate: float, seed: int, metrics_modul
     result = {"rate_rps": rate, "sent": len(outcomes), "finished": len(outcomes) - len(failed),
               "failed": len(failed), "failures": [f"request {o.request}: {o.error}"
                                                   for o in failed[:5]]}
+    if events and trace_path is not None:
+        from course.trace import write_jsonl
+        write_jsonl(events, trace_path)
+        result["trace"] = str(trace_path)
     if events:
-        m = metrics_module.request_metrics(events)
-        summary = metrics_module.summarize(m, QS)
+        try:
+            m = metrics_module.request_metrics(events)
+            summary = metrics_module.summarize(m, QS)
+            attained = metrics_module.slo_attainment(m, slo_ttft_ms / 1e3, slo_tpot_ms / 1e3)
+        except NotImplementedError as err:
+            raise SystemExit(f"the load test ran, but lesson 17's metrics are not written yet: "
+                             f"{err}. Write them, or pass --impl solutions."
+                             + (f" The trace is in {trace_path}." if trace_path else "")) from None
         result["summary"] = summary
         d = summary["duration_s"]
         result["requests_per_s"] = len(m) / d if d > 0 else math.inf
-        result["slo_attainment"] = metrics_module.slo_attainment(m, slo_ttft_ms / 1e3,
-                                                                 slo_tpot_ms / 1e3)
+        result["slo_attainment"] = attained
     return result, events
 
 
@@ -388,18 +406,15 @@ def main(argv: list[str] | None = None) -> dict:
                                    args.output_tokens))
     rates = args.rates or [args.rate]
     runs = []
-    for k, rate in enumerate(rates):
-        result, events = run_load(args.url, workload, rate, args.seed, metrics, model=args.model,
-                                  slo_ttft_ms=args.slo_ttft_ms, slo_tpot_ms=args.slo_tpot_ms,
-                                  progress=not args.no_progress, timeout_s=args.timeout_s)
+    for rate in rates:
+        path = Path(args.trace_out) if args.trace_out else None
+        if path is not None and len(rates) > 1:
+            path = path.with_name(f"{path.stem}.{rate:g}{path.suffix or '.jsonl'}")
+        result, _ = run_load(args.url, workload, rate, args.seed, metrics, model=args.model,
+                             slo_ttft_ms=args.slo_ttft_ms, slo_tpot_ms=args.slo_tpot_ms,
+                             progress=not args.no_progress, timeout_s=args.timeout_s,
+                             trace_path=path)
         print(format_table(result, args.slo_ttft_ms, args.slo_tpot_ms), flush=True)
-        if args.trace_out and events:
-            from course.trace import write_jsonl
-            path = Path(args.trace_out)
-            if len(rates) > 1:
-                path = path.with_name(f"{path.stem}.{rate:g}{path.suffix or '.jsonl'}")
-            write_jsonl(events, path)
-            result["trace"] = str(path)
         runs.append(result)
     met = [r["rate_rps"] for r in runs if r.get("slo_attainment", 0) >= args.slo_target]
     goodput = max(met) if met else None

@@ -347,3 +347,16 @@ def test_loadgen_counts_failed_requests(server, tmp_path, capsys):
     assert (run["finished"], run["failed"]) == (2, 2)
     assert "maximum context length" in run["failures"][0]
     assert "2 failed" in capsys.readouterr().out
+
+
+def test_loadgen_names_unwritten_metrics(server, tmp_path):
+    from course import loadgen
+    stub = loadgen.load_metrics("exercises")
+    assert stub is not loadgen.load_metrics("solutions")
+    trace = tmp_path / "t.jsonl"
+    with pytest.raises(SystemExit, match="lesson 17's metrics are not written yet") as info:
+        loadgen.main(["--url", server, "--impl", "exercises", "--rate", "50", "--requests", "2",
+                      "--prompt-tokens", "3,4", "--output-tokens", "2,2", "--no-progress",
+                      "--out", str(tmp_path / "r.json"), "--trace-out", str(trace)])
+    assert "request_metrics" in str(info.value) and str(trace) in str(info.value)
+    assert trace.is_file()
