@@ -1,13 +1,21 @@
 """The OpenAI-compatible server (course/server.py), driven by the official ``openai`` client
 over loopback, and the load generator (course/loadgen.py) against it.
 
-One server for the module, on 127.0.0.1 and a free port, in a daemon thread, stopped at the
-end. It serves the capstone engine with the reference pieces on the real SmolLM2-135M; the
-tests keep generations short.
+Two servers for the module, each on 127.0.0.1 and a free port in a daemon thread, stopped at
+the end:
+
+* ``real_server``: the capstone engine with the reference pieces (``impl="solutions"``) on the
+  real SmolLM2-135M: the checks the capstone promises (a streamed and a non-streamed request,
+  concurrent requests, a bad request, a prompt longer than the context, a client that leaves
+  mid-stream, a small load test). Generations are a few tokens long.
+* ``fake_server``: a stand-in engine with the same interface that emits a fixed text, for the
+  protocol's details (every kind of bad request, stop strings, multi-byte text), where the
+  model would only cost time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -21,6 +29,7 @@ pytest.importorskip("uvicorn")
 openai = pytest.importorskip("openai")
 
 from course import server as srv  # noqa: E402
+from course.testing import torch_threads  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -88,7 +97,26 @@ class FakeEngine:
         return outs
 
 
-# --- the server fixture ------------------------------------------------------------------------
+# --- the server fixtures -----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def serving(engine):
+    server, worker = srv.make_server(engine, host="127.0.0.1", port=0)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive(), "the server thread died while starting"
+        assert time.monotonic() < deadline, "the server did not start within 60 s"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        worker.stop()
+
 
 @pytest.fixture(scope="module")
 def tokenizer():
@@ -103,24 +131,32 @@ def engine(tokenizer):
 
 @pytest.fixture(scope="module")
 def server(engine):
-    server, worker = srv.make_server(engine, host="127.0.0.1", port=0)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive(), "the server thread died while starting"
-        assert time.monotonic() < deadline, "the server did not start within 60 s"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-    worker.stop()
+    with serving(engine) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def client(server):
     return openai.OpenAI(base_url=server + "/v1", api_key="none", max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def real_engine(tokenizer):
+    from course.engine import Engine
+    # 64 blocks of 16 tokens: a context of 1,024 tokens, enough for every request here
+    return Engine.from_pretrained("solutions", num_blocks=64, tokenizer=tokenizer)
+
+
+@pytest.fixture(scope="module")
+def real_server(real_engine):
+    with torch_threads(1), serving(real_engine) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def real_client(real_server):
+    return openai.OpenAI(base_url=real_server + "/v1", api_key="none", max_retries=0,
+                         timeout=300)
 
 
 def wait_for_free_blocks(engine, timeout=10.0):
@@ -132,63 +168,77 @@ def wait_for_free_blocks(engine, timeout=10.0):
 
 # --- tests -------------------------------------------------------------------------------------
 
-def test_health_and_models(server, client):
+def test_health_and_models(real_server, real_client):
     import httpx
-    assert httpx.get(server + "/health").json() == {"status": "ok"}
-    assert [m.id for m in client.models.list()] == [srv.MODEL_NAME]
+    assert httpx.get(real_server + "/health").json() == {"status": "ok"}
+    assert [m.id for m in real_client.models.list()] == [srv.MODEL_NAME]
 
 
-def test_non_streamed_completion(client, engine, tokenizer):
-    out = client.completions.create(model=srv.MODEL_NAME, prompt="The capital of France is",
-                                    max_tokens=6, temperature=0)
+def test_non_streamed_completion(real_client, real_engine, tokenizer):
+    prompt = "The capital of France is"
+    out = real_client.completions.create(model=srv.MODEL_NAME, prompt=prompt, max_tokens=5,
+                                         temperature=0)
     choice = out.choices[0]
-    assert choice.finish_reason == "length"
-    assert out.usage.completion_tokens == 6
-    n_prompt = len(tokenizer.encode("The capital of France is", add_special_tokens=False))
-    assert out.usage.prompt_tokens == n_prompt
-    assert out.usage.total_tokens == n_prompt + 6
-    assert isinstance(choice.text, str) and choice.text
-    assert wait_for_free_blocks(engine) == engine.num_blocks
+    n_prompt = len(tokenizer.encode(prompt, add_special_tokens=False))
+    assert (out.usage.prompt_tokens, out.usage.completion_tokens) == (n_prompt, 5)
+    assert out.usage.total_tokens == n_prompt + 5
+    assert choice.finish_reason == "length" and out.object == "text_completion"
+    assert "Paris" in choice.text, f"greedy SmolLM2 should name Paris, got {choice.text!r}"
+    assert wait_for_free_blocks(real_engine) == real_engine.num_blocks
 
 
-def test_streamed_chat_completion(client, engine):
-    stream = client.chat.completions.create(
-        model=srv.MODEL_NAME, messages=[{"role": "user", "content": "Say hello."}],
-        max_tokens=8, temperature=0, stream=True, stream_options={"include_usage": True})
+def test_streamed_chat_completion(real_client, real_engine):
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    stream = real_client.chat.completions.create(
+        model=srv.MODEL_NAME, messages=messages, max_tokens=6, temperature=0, stream=True,
+        stream_options={"include_usage": True})
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
-    assert reasons[-1] == "length" and all(r is None for r in reasons[:-1]), reasons
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 8
-    # the streamed text is the non-streamed text of the same greedy request
-    whole = client.chat.completions.create(
-        model=srv.MODEL_NAME, messages=[{"role": "user", "content": "Say hello."}],
-        max_tokens=8, temperature=0)
-    assert text == whole.choices[0].message.content
+    assert reasons[-1] in ("length", "stop") and all(r is None for r in reasons[:-1]), reasons
+    usage = chunks[-1].usage
+    assert usage is not None and 1 <= usage.completion_tokens <= 6
+    # the streamed text is the text of the same greedy request, not streamed
+    whole = real_client.chat.completions.create(model=srv.MODEL_NAME, messages=messages,
+                                                max_tokens=6, temperature=0)
+    assert text == whole.choices[0].message.content and text
     assert whole.choices[0].message.role == "assistant"
-    assert wait_for_free_blocks(engine) == engine.num_blocks
+    assert whole.usage.completion_tokens == usage.completion_tokens
+    assert whole.choices[0].finish_reason == reasons[-1]
+    assert wait_for_free_blocks(real_engine) == real_engine.num_blocks
 
 
-def test_concurrent_requests(client, engine):
+def test_concurrent_requests(real_client, real_engine):
     prompts = ["One", "Two two", "Three three three", "Four four four four"]
     results = [None] * len(prompts)
 
     def call(i):
-        results[i] = client.completions.create(model=srv.MODEL_NAME, prompt=prompts[i],
-                                               max_tokens=4 + i, temperature=0)
+        results[i] = real_client.completions.create(
+            model=srv.MODEL_NAME, prompt=prompts[i], max_tokens=2 + i, temperature=0,
+            extra_body={"ignore_eos": True})
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(len(prompts))]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(120)
+        t.join(300)
     for i, out in enumerate(results):
         assert out is not None, f"request {i} got no answer"
-        assert out.usage.completion_tokens == 4 + i
+        assert out.usage.completion_tokens == 2 + i, (i, out.usage)
         assert out.choices[0].finish_reason == "length"
     assert len({out.id for out in results}) == len(prompts), "response ids must differ"
-    assert wait_for_free_blocks(engine) == engine.num_blocks
+    assert wait_for_free_blocks(real_engine) == real_engine.num_blocks
+
+
+def test_a_bad_request_gets_a_clear_400(real_client):
+    for extra, param in (({"temperature": -1}, "temperature"), ({"n": 2}, "n")):
+        with pytest.raises(openai.BadRequestError) as info:
+            real_client.completions.create(model=srv.MODEL_NAME, prompt="Hi", **extra)
+        body = info.value.body
+        assert info.value.status_code == 400 and body["param"] == param, body
+        assert param in body["message"], body
 
 
 @pytest.mark.parametrize("extra, param", [
@@ -199,7 +249,7 @@ def test_concurrent_requests(client, engine):
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"logprobs": 2}, "logprobs"),
 ])
-def test_bad_request_gets_a_clear_400(client, extra, param):
+def test_every_bad_parameter_gets_a_clear_400(client, extra, param):
     with pytest.raises(openai.BadRequestError) as info:
         client.completions.create(model=srv.MODEL_NAME, prompt="Hi", **extra)
     err = info.value
@@ -223,35 +273,39 @@ def test_malformed_bodies_get_openai_errors(server):
     assert r.status_code == 404 and "/v1/nothing" in r.json()["error"]["message"]
 
 
-def test_a_prompt_longer_than_the_context_is_refused(client, engine):
-    long_prompt = list(range(100, 100 + engine.max_model_len + 5))
+def test_a_prompt_longer_than_the_context_is_refused(real_client, real_engine):
+    limit = real_engine.max_model_len
+    long_prompt = list(range(100, 100 + limit + 5))
     with pytest.raises(openai.BadRequestError) as info:
-        client.completions.create(model=srv.MODEL_NAME, prompt=long_prompt, max_tokens=4)
+        real_client.completions.create(model=srv.MODEL_NAME, prompt=long_prompt, max_tokens=4)
     body = info.value.body
-    assert body["code"] == "context_length_exceeded"
-    assert f"maximum context length is {engine.max_model_len} tokens" in body["message"]
+    assert body["code"] == "context_length_exceeded" and body["param"] == "prompt", body
+    assert f"maximum context length is {limit} tokens" in body["message"]
+    assert f"{limit + 5} in the prompt" in body["message"]
     # a prompt that fits, but not with the tokens asked for
     with pytest.raises(openai.BadRequestError) as info:
-        client.completions.create(model=srv.MODEL_NAME, prompt=long_prompt[:engine.max_model_len - 2],
-                                  max_tokens=10)
+        real_client.completions.create(model=srv.MODEL_NAME, prompt=long_prompt[:limit - 2],
+                                       max_tokens=10)
     assert info.value.body["code"] == "context_length_exceeded"
-    assert engine.free_blocks() == engine.num_blocks
+    assert real_engine.free_blocks() == real_engine.num_blocks
 
 
-def test_a_client_that_disconnects_mid_stream_frees_its_blocks(server, engine):
+def test_a_client_that_disconnects_mid_stream_frees_its_blocks(real_server, real_engine):
     import httpx
-    body = {"model": srv.MODEL_NAME, "prompt": "Count to a thousand:", "max_tokens": 200,
-            "temperature": 0, "stream": True}
-    with httpx.Client(timeout=60) as http:
-        with http.stream("POST", server + "/v1/completions", json=body) as r:
+    body = {"model": srv.MODEL_NAME, "prompt": "Count to a thousand: one, two,",
+            "max_tokens": 500, "temperature": 0, "stream": True, "ignore_eos": True}
+    with httpx.Client(timeout=300) as http:
+        with http.stream("POST", real_server + "/v1/completions", json=body) as r:
             assert r.status_code == 200
-            lines = r.iter_lines()
-            got = [line for line, _ in zip(lines, range(6)) if line.startswith("data: ")]
-            assert got, "the stream sent no chunk"
-            assert engine.free_blocks() < engine.num_blocks, "the request holds no blocks?"
-        # leaving the block closes the connection mid-stream
-    assert wait_for_free_blocks(engine) == engine.num_blocks, (
+            data = (line for line in r.iter_lines() if line.startswith("data: "))
+            got = [next(data) for _ in range(3)]
+            assert all(json.loads(g[6:])["choices"][0]["finish_reason"] is None for g in got)
+            assert real_engine.free_blocks() < real_engine.num_blocks, \
+                "the streaming request holds no KV blocks?"
+        # leaving the block closes the connection three tokens into a 500-token request
+    assert wait_for_free_blocks(real_engine, timeout=60) == real_engine.num_blocks, (
         "a disconnected client's request must be aborted and its blocks freed")
+    assert not real_engine.has_unfinished()
 
 
 def test_stop_strings_cut_the_text(client):
@@ -303,20 +357,21 @@ def test_synthetic_workload_is_seeded_and_in_range():
     assert all(lo <= t < hi for p in w.prompts for t in p)
 
 
-def test_loadgen_against_the_server(server, engine, tmp_path, capsys):
+def test_loadgen_against_the_server(real_server, real_engine, tmp_path, capsys):
     from course import loadgen
     from course.plot import is_png
     from course.trace import read_jsonl
     out, trace, png = tmp_path / "r.json", tmp_path / "t.jsonl", tmp_path / "l.png"
-    report = loadgen.main(["--url", server, "--impl", "solutions", "--rates", "20,40",
+    # targets no run can miss (10 minutes), so that goodput is the higher rate tried
+    report = loadgen.main(["--url", real_server, "--impl", "solutions", "--rates", "20,40",
                            "--requests", "6", "--seed", "0", "--prompt-tokens", "4,12",
-                           "--output-tokens", "3,6", "--slo-ttft-ms", "60000",
-                           "--slo-tpot-ms", "60000", "--out", str(out),
+                           "--output-tokens", "2,4", "--slo-ttft-ms", "600000",
+                           "--slo-tpot-ms", "600000", "--out", str(out),
                            "--trace-out", str(trace), "--plot", str(png), "--no-progress"])
     text = capsys.readouterr().out
     saved = json.loads(out.read_text())
     assert saved["runs"][0]["rate_rps"] == 20 and saved["goodput_rps"] == 40
-    w = loadgen.synthetic_workload(6, 0, (4, 12), (3, 6))
+    w = loadgen.synthetic_workload(6, 0, (4, 12), (2, 4))
     for run in saved["runs"]:
         assert run["finished"] == 6 and run["failed"] == 0, run["failures"]
         assert run["summary"]["output_tokens"] == sum(w.max_tokens)
@@ -332,7 +387,7 @@ def test_loadgen_against_the_server(server, engine, tmp_path, capsys):
                 "goodput: 40 req/s"):
         assert row in text, f"{row!r} missing from the table:\n{text}"
     assert is_png(png)
-    assert wait_for_free_blocks(engine) == engine.num_blocks
+    assert wait_for_free_blocks(real_engine) == real_engine.num_blocks
 
 
 def test_loadgen_counts_failed_requests(server, tmp_path, capsys):
