@@ -354,7 +354,8 @@ def _rates(text: str) -> list[float]:
     return rates
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (README's commands are checked against it)."""
     parser = argparse.ArgumentParser(
         prog="python -m course.loadgen",
         description="Load-test an OpenAI-compatible server (course.server) with Poisson "
@@ -388,6 +389,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--plot", help="PNG of latency against arrival rate")
     parser.add_argument("--timeout-s", type=float, default=600.0, help="per-request timeout (s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.requests < 1:
         parser.error(f"--requests must be >= 1, got {args.requests}")

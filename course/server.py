@@ -49,6 +49,7 @@ import concurrent.futures
 import json
 import logging
 import queue
+import sys
 import threading
 import time
 import traceback
@@ -678,7 +679,8 @@ def make_server(engine: Any, *, host: str = "127.0.0.1", port: int = 8000,
     return uvicorn.Server(config), worker
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (README's commands are checked against it)."""
     parser = argparse.ArgumentParser(
         prog="python -m course.server",
         description="Serve SmolLM2-135M-Instruct with the capstone engine behind an "
@@ -702,21 +704,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens-default", type=int, default=256,
                         help="max_tokens of a chat request that gives none (default 256)")
     parser.add_argument("--log-level", default="info")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be 0 to 65535, got {args.port}")
 
     import torch
 
-    from course.engine import Engine
+    from course.engine import Engine, EngineError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     print(f"loading SmolLM2-135M-Instruct with the pieces of '{args.impl}' ...", flush=True)
-    engine = Engine.from_pretrained(
-        args.impl, num_blocks=args.num_blocks, block_size=args.block_size,
-        token_budget=args.token_budget, max_running=args.max_running,
-        prefix_cache=not args.no_prefix_cache, device=args.device,
-        dtype=getattr(torch, args.dtype))
+    try:
+        engine = Engine.from_pretrained(
+            args.impl, num_blocks=args.num_blocks, block_size=args.block_size,
+            token_budget=args.token_budget, max_running=args.max_running,
+            prefix_cache=not args.no_prefix_cache, device=args.device,
+            dtype=getattr(torch, args.dtype))
+    except (EngineError, ValueError) as err:
+        print(f"course.server: cannot start the engine: {err}", file=sys.stderr)
+        return 1
     server, worker = make_server(engine, host=args.host, port=args.port,
                                  default_max_tokens=args.max_tokens_default,
                                  log_level=args.log_level)

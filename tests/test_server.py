@@ -415,3 +415,30 @@ def test_loadgen_names_unwritten_metrics(server, tmp_path):
                       "--out", str(tmp_path / "r.json"), "--trace-out", str(trace)])
     assert "request_metrics" in str(info.value) and str(trace) in str(info.value)
     assert trace.is_file()
+
+
+# --- the README's commands ---------------------------------------------------------------------
+
+def _readme_block(marker: str) -> list[str]:
+    import re
+    import shlex
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    match = re.search(rf"<!-- {marker} -->\s*```(?:bash|sh)?\n(.+?)\n```", text, re.S)
+    assert match, f"README.md must hold a command in a fenced block after <!-- {marker} -->"
+    return shlex.split(match.group(1).strip())
+
+
+def test_readme_serve_and_load_test_commands_parse():
+    from course import loadgen
+    serve = _readme_block("serve-command")
+    assert serve[:3] == [".venv/bin/python", "-m", "course.server"], serve
+    args = srv.build_parser().parse_args(serve[3:])
+    assert args.impl == "solutions" and "--port" in serve and args.host == "127.0.0.1"
+    assert srv.build_parser().parse_args([]).impl == "exercises", \
+        "the server runs the learner's pieces unless told otherwise"
+    load = _readme_block("loadtest-command")
+    assert load[:3] == [".venv/bin/python", "-m", "course.loadgen"], load
+    largs = loadgen.build_parser().parse_args(load[3:])
+    assert largs.url == f"http://127.0.0.1:{args.port}", "the load test must target the server"
+    assert largs.impl == "solutions"
