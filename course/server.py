@@ -19,8 +19,9 @@ the worker thread takes them, calls ``engine.add_request`` / ``engine.abort``, c
 ``engine.step()`` while any request is unfinished, and hands each ``StepOutput`` to the asyncio
 queue of its request with ``loop.call_soon_threadsafe``. A handler turns token ids into text as
 they come (``IncrementalDetokenizer``) and sends one chunk per token. A client that goes away
-mid-request is noticed within ``DISCONNECT_POLL_S`` (the handler polls the connection while it
-waits for tokens) and its request is aborted, which frees its KV blocks.
+mid-request is noticed at its next token, or within ``DISCONNECT_POLL_S`` while none comes (the
+handler checks the connection; a streamed response is also cancelled by Starlette when the
+client leaves), and its request is aborted, which frees its KV blocks.
 
 Parameters, and the choices this server makes where OpenAI's API leaves room:
 
@@ -562,13 +563,17 @@ class _Generation:
                 "total_tokens": n + self.completion_tokens}
 
     async def _next(self):
-        """The next StepOutput; None when the client disconnected."""
+        """The next StepOutput; None when the client disconnected (checked at each output,
+        and every ``DISCONNECT_POLL_S`` while none comes)."""
         while True:
             try:
-                return await asyncio.wait_for(self.sink.queue.get(), DISCONNECT_POLL_S)
+                out = await asyncio.wait_for(self.sink.queue.get(), DISCONNECT_POLL_S)
             except asyncio.TimeoutError:
-                if await self.request.is_disconnected():
-                    return None
+                out = None
+            if await self.request.is_disconnected():
+                return None
+            if out is not None:
+                return out
 
     async def deltas(self):
         """Yield (text, finish_reason) pairs: one per token, the last with its reason.
