@@ -145,6 +145,23 @@ class StepOutput:
 
 
 @dataclass
+class _Batch:
+    """The inputs of one forward: every scheduled token, concatenated."""
+
+    rows: list
+    offsets: list[int]  # first token of each row in the concatenation
+    ids: torch.Tensor  # [T] token ids
+    slots: torch.Tensor  # [T] flat KV slot of each token
+    cos: torch.Tensor | None = None  # [T, d_head] RoPE tables at each token's position
+    sin: torch.Tensor | None = None
+    decode: list[int] = field(default_factory=list)  # rows that feed one token
+    prefill: list[int] = field(default_factory=list)  # rows that feed a chunk
+    decode_index: torch.Tensor | None = None
+    tables: torch.Tensor | None = None  # [len(decode), max_blocks] int32
+    context_lens: torch.Tensor | None = None  # [len(decode)] int32
+
+
+@dataclass
 class _Seq:
     """The engine's side of one request (the scheduler's side is its ``Sequence``)."""
 
@@ -255,20 +272,23 @@ class Engine:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         self.pieces = load_pieces(impl)
         self.impl_root: Path = self.pieces["root"]
-        if cfg is None or weights is None:
-            from course import model as course_model
-            cfg = cfg or course_model.load_config()
-            if weights is None:
-                weights = course_model.load_weights()
+        from course import model as course_model
+        if cfg is None:
+            cfg = course_model.load_config()
+        if weights is None:
+            hf = course_model.load_hf_model()  # the real SmolLM2, float32
+        else:
+            hf = course_model.hf_model_from_weights(cfg, weights)
         self.cfg, self.device, self.dtype = cfg, torch.device(device), dtype
-        self.w = {k: v.to(device=self.device, dtype=dtype) for k, v in weights.items()}
-        if "lm_head.weight" not in self.w:
-            self.w["lm_head.weight"] = self.w["model.embed_tokens.weight"]
+        # HF transformers' Llama, used as a library of modules (embedding, norms, projections,
+        # MLP, output head); the engine does the attention over its paged cache.
+        self.model = hf.to(device=self.device, dtype=dtype).eval()
         self.tokenizer = tokenizer
         self.num_blocks, self.block_size = num_blocks, block_size
         self.token_budget, self.max_running = token_budget, max_running
         self.max_model_len = min(num_blocks * block_size, cfg.max_position)
         self.clock = clock
+        self.scale = 1.0 / math.sqrt(cfg.d_head)
         shape = (cfg.n_layers, num_blocks, block_size, cfg.n_kv_heads, cfg.d_head)
         self.k_cache = torch.zeros(shape, dtype=dtype, device=self.device)
         self.v_cache = torch.zeros(shape, dtype=dtype, device=self.device)
@@ -572,62 +592,71 @@ class Engine:
     def _forward(self, rows, logits_rows: list[int]) -> torch.Tensor:
         """One forward over every row's tokens; logits ``[len(logits_rows), vocab]`` of the
         last token of the rows in ``logits_rows``."""
-        from course.hf_layers import hf_apply_rope, hf_mlp, hf_rms_norm, hf_rope_cos_sin
+        batch = self._batch(rows)
+        body = self.model.model
+        hidden = body.embed_tokens(batch.ids)
+        for index, layer in enumerate(body.layers):
+            hidden = self._layer(index, layer, hidden, batch)
+        picked = torch.tensor([batch.offsets[i] + rows[i][3] - 1 for i in logits_rows],
+                              device=self.device, dtype=torch.long)
+        return self.model.lm_head(body.norm(hidden[picked])).float()
 
-        cfg, w, bs, dev = self.cfg, self.w, self.block_size, self.device
-        H, KV, D = cfg.n_heads, cfg.n_kv_heads, cfg.d_head
+    def _batch(self, rows) -> "_Batch":
+        """Token ids, positions, slots and the decode rows' tables of one step's rows."""
+        from course.hf_layers import hf_rope_cos_sin
+
+        bs, dev = self.block_size, self.device
         ids, pos, slots, offsets = [], [], [], []
         for seq, s, start, n in rows:
             offsets.append(len(ids))
             ids += s.tokens[start:start + n]
-            for p in range(start, start + n):
-                pos.append(p)
-                slots.append(seq.table[p // bs] * bs + p % bs)
-                if n == 1:
-                    self.stats["decode_tokens"] += 1
-                else:
-                    self.stats["prefill_tokens"] += 1
-        T = len(ids)
-        ids_t = torch.tensor(ids, device=dev)
-        pos_t = torch.tensor(pos, device=dev)
-        slots_t = torch.tensor(slots, dtype=torch.int64, device=dev)
-        cos, sin = hf_rope_cos_sin(cfg, pos_t)
-        decode = [i for i, r in enumerate(rows) if r[3] == 1]
-        prefill = [i for i, r in enumerate(rows) if r[3] > 1]
-        if decode:
-            dec_idx = torch.tensor([offsets[i] for i in decode], device=dev)
-            width = max(len(rows[i][0].table) for i in decode)
-            tables = torch.zeros((len(decode), width), dtype=torch.int32)
-            for r, i in enumerate(decode):
+            pos += range(start, start + n)
+            slots += [seq.table[p // bs] * bs + p % bs for p in range(start, start + n)]
+            self.stats["decode_tokens" if n == 1 else "prefill_tokens"] += n
+        b = _Batch(rows=rows, offsets=offsets, ids=torch.tensor(ids, device=dev),
+                   slots=torch.tensor(slots, dtype=torch.int64, device=dev))
+        b.cos, b.sin = hf_rope_cos_sin(self.cfg, torch.tensor(pos, device=dev))
+        b.decode = [i for i, r in enumerate(rows) if r[3] == 1]
+        b.prefill = [i for i, r in enumerate(rows) if r[3] > 1]
+        if b.decode:
+            b.decode_index = torch.tensor([offsets[i] for i in b.decode], device=dev)
+            width = max(len(rows[i][0].table) for i in b.decode)
+            tables = torch.zeros((len(b.decode), width), dtype=torch.int32)
+            for r, i in enumerate(b.decode):
                 tables[r, :len(rows[i][0].table)] = torch.tensor(rows[i][0].table)
-            tables = tables.to(dev)
-            lens = torch.tensor([rows[i][2] + 1 for i in decode], dtype=torch.int32, device=dev)
-        scale = 1.0 / math.sqrt(D)
-        x = w["model.embed_tokens.weight"][ids_t]
-        for layer in range(cfg.n_layers):
-            p = f"model.layers.{layer}."
-            h = hf_rms_norm(x, w[p + "input_layernorm.weight"], cfg.rms_eps)
-            q = (h @ w[p + "self_attn.q_proj.weight"].T).view(T, H, D)
-            k = (h @ w[p + "self_attn.k_proj.weight"].T).view(T, KV, D)
-            v = (h @ w[p + "self_attn.v_proj.weight"].T).view(T, KV, D)
-            q, k = hf_apply_rope(q.transpose(0, 1)[None], k.transpose(0, 1)[None], cos, sin)
-            q, k = q[0].transpose(0, 1), k[0].transpose(0, 1).contiguous()
-            kc, vc = self.k_cache[layer], self.v_cache[layer]
-            self.pieces["write_kv"](kc, vc, k, v.contiguous(), slots_t)
-            attn = torch.empty((T, H, D), dtype=x.dtype, device=dev)
-            if decode:
-                attn[dec_idx] = self.pieces["paged_attention_decode"](
-                    q[dec_idx].contiguous(), kc, vc, tables, lens, scale).to(x.dtype)
-            for i in prefill:
-                attn[offsets[i]:offsets[i] + rows[i][3]] = self._prefill_attention(
-                    q, kc, vc, rows[i], offsets[i], scale)
-            x = x + attn.reshape(T, H * D) @ w[p + "self_attn.o_proj.weight"].T
-            h = hf_rms_norm(x, w[p + "post_attention_layernorm.weight"], cfg.rms_eps)
-            x = x + hf_mlp(w, p + "mlp.", h)
-        last = torch.tensor([offsets[i] + rows[i][3] - 1 for i in logits_rows], device=dev,
-                            dtype=torch.long)
-        h = hf_rms_norm(x[last], w["model.norm.weight"], cfg.rms_eps)
-        return (h @ w["lm_head.weight"].T).float()
+            b.tables = tables.to(dev)
+            b.context_lens = torch.tensor([rows[i][2] + 1 for i in b.decode], dtype=torch.int32,
+                                          device=dev)
+        return b
+
+    def _layer(self, index: int, layer, hidden: torch.Tensor, b: "_Batch") -> torch.Tensor:
+        """One decoder layer of HF's Llama over the step's tokens, attention on the paged cache."""
+        from course.hf_layers import hf_apply_rope
+
+        cfg = self.cfg
+        n_tok = hidden.shape[0]
+        heads, kv_heads, d = cfg.n_heads, cfg.n_kv_heads, cfg.d_head
+        normed = layer.input_layernorm(hidden)
+        att = layer.self_attn
+        queries = att.q_proj(normed).view(1, n_tok, heads, d).transpose(1, 2)
+        keys = att.k_proj(normed).view(1, n_tok, kv_heads, d).transpose(1, 2)
+        values = att.v_proj(normed).view(n_tok, kv_heads, d)
+        queries, keys = hf_apply_rope(queries, keys, b.cos, b.sin)
+        queries = queries[0].transpose(0, 1)  # [n_tok, heads, d]
+        keys = keys[0].transpose(0, 1).contiguous()
+        kc, vc = self.k_cache[index], self.v_cache[index]
+        self.pieces["write_kv"](kc, vc, keys, values.contiguous(), b.slots)
+        mixed = torch.empty_like(queries)
+        if b.decode:
+            mixed[b.decode_index] = self.pieces["paged_attention_decode"](
+                queries[b.decode_index].contiguous(), kc, vc, b.tables, b.context_lens,
+                self.scale).to(mixed.dtype)
+        for i in b.prefill:
+            n = b.rows[i][3]
+            mixed[b.offsets[i]:b.offsets[i] + n] = self._prefill_attention(
+                queries, kc, vc, b.rows[i], b.offsets[i], self.scale)
+        hidden = hidden + att.o_proj(mixed.reshape(n_tok, heads * d))
+        return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
 
     def _prefill_attention(self, q, kc, vc, row, offset, scale) -> torch.Tensor:
         """A chunk of ``n`` queries of one sequence attends to its first ``start + n`` cached
