@@ -30,8 +30,8 @@ Parameters, and the choices this server makes where OpenAI's API leaves room:
   parts), rendered by the tokenizer's chat template with the assistant's turn opened.
 * ``max_tokens`` (or ``max_completion_tokens``): default 16 for completions (OpenAI's
   default), and for chat the rest of the context capped at ``--max-tokens-default`` (256).
-* ``temperature`` in [0, 2] (0 is greedy), ``top_p`` in (0, 1], ``top_k`` (an extension, as
-  vLLM's), ``seed``.
+* ``temperature`` in [0, 2] (0 is greedy; default 1, as OpenAI's), ``top_p`` in (0, 1],
+  ``top_k`` (an extension, as vLLM's: -1 or 0 for none), ``seed``.
 * ``stop``: a string or a list of up to 4. Generation ends before the first occurrence in the
   generated text (it is not returned, as OpenAI does); a streamed response holds back the last
   few characters that could start a stop string until they cannot.
@@ -339,9 +339,9 @@ def _parse_common(body: dict, prompt_ids: list[int], tokenizer: Any, max_model_l
                            param="n")
     temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
     top_p = _number(body, "top_p", 1.0, 0.0, 1.0, lo_open=True)
-    top_k = _number(body, "top_k", None, 1, integer=True)
-    if top_k is not None and top_k < 0:
-        top_k = None
+    top_k = _number(body, "top_k", None, -1, integer=True)
+    if top_k is not None and top_k < 1:
+        top_k = None  # -1 or 0: no top-k cut, as vLLM reads them
     seed = _number(body, "seed", None, integer=True)
     if not prompt_ids:
         raise RequestError("the prompt is empty: give at least one token", param="prompt")

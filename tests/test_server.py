@@ -245,6 +245,9 @@ def test_a_bad_request_gets_a_clear_400(real_client):
     ({"temperature": -1}, "temperature"),
     ({"n": 2}, "n"),
     ({"top_p": 0}, "top_p"),
+    ({"top_k": -2}, "top_k"),
+    ({"seed": 1.5}, "seed"),
+    ({"stream": "yes"}, "stream"),
     ({"max_tokens": 0}, "max_tokens"),
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"logprobs": 2}, "logprobs"),
@@ -331,6 +334,25 @@ def test_incremental_detokenizer_keeps_multibyte_characters(tokenizer):
     pieces = [detok.add(t) for t in ids] + [detok.flush()]
     assert "".join(pieces) == tokenizer.decode(ids) == text
     assert not any("\ufffd" in p for p in pieces), pieces
+
+
+def test_an_engine_that_fails_a_step_fails_its_requests_not_the_server(tokenizer):
+    class Broken(FakeEngine):
+        def step(self):
+            raise RuntimeError("a planted failure")
+
+    engine = Broken(tokenizer)
+    with serving(engine) as url:
+        c = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=60)
+        with pytest.raises(openai.InternalServerError) as info:
+            c.completions.create(model=srv.MODEL_NAME, prompt="Hi", max_tokens=3)
+        assert "engine failed" in info.value.body["message"]
+        with pytest.raises(openai.APIError, match="engine failed"):
+            list(c.completions.create(model=srv.MODEL_NAME, prompt="Hi", max_tokens=3,
+                                      stream=True))
+        assert not engine.reqs, "the failed requests must be aborted in the engine"
+        import httpx
+        assert httpx.get(url + "/health").json() == {"status": "ok"}
 
 
 # --- the load generator ------------------------------------------------------------------------
