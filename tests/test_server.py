@@ -254,7 +254,7 @@ def test_a_bad_request_gets_a_clear_400(real_client):
 ])
 def test_every_bad_parameter_gets_a_clear_400(client, extra, param):
     with pytest.raises(openai.BadRequestError) as info:
-        client.completions.create(model=srv.MODEL_NAME, prompt="Hi", **extra)
+        client.completions.create(model=srv.MODEL_NAME, prompt="Hi", extra_body=extra)
     err = info.value
     assert err.status_code == 400
     assert err.body["param"] == param and err.body["type"] == "invalid_request_error"
