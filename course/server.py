@@ -515,6 +515,9 @@ def build_app(worker: EngineWorker, *, model_name: str = MODEL_NAME,
             raise RequestError(str(err), param="prompt")
         except RuntimeError as err:
             raise RequestError(str(err), status=503, type="server_error")
+        except asyncio.CancelledError:
+            worker.abort(rid)  # cancelled while the engine took it: nobody will read it
+            raise
         gen = _Generation(rid, req, tokenizer, worker, sink, request)
         if req.stream:
             return StreamingResponse(_sse(gen, chat, model_name), media_type="text/event-stream",

@@ -11,6 +11,8 @@ the end:
 * ``fake_server``: a stand-in engine with the same interface that emits a fixed text, for the
   protocol's details (every kind of bad request, stop strings, multi-byte text), where the
   model would only cost time.
+
+One more stand-in, whose steps fail, gets a server of its own for one test.
 """
 
 from __future__ import annotations
