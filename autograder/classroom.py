@@ -45,7 +45,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import report
-from .engine import REPO_ROOT, GradingError, Limits, TestResult, available_lessons
+from .engine import (REPO_ROOT, GradingError, Limits, TestResult, gradeable_lessons,
+                     submitted_lessons)
 from .engine.model_cache import warm_model_cache
 from .shared import fmt_points, lesson_dirs
 
@@ -149,10 +150,10 @@ def grade_class(folder: Path, out: Path, lessons: list[str] | None = None,
     students = students_of(folder)
     if not students:
         raise GradingError(f"{folder}: no student folders")
-    known = available_lessons()
+    known = gradeable_lessons()
     if lessons is None:
         found = {lesson for s in students if submission_root(s)
-                 for lesson in lesson_dirs(submission_root(s))}
+                 for lesson in submitted_lessons(submission_root(s))}
         lessons = sorted(found & set(known))
         if not lessons:
             raise GradingError(f"no student folder of {folder} holds a lessonNN/ folder that "

@@ -20,9 +20,13 @@ def _lessons(values: list[str] | None) -> list[str] | None:
     out = []
     for value in values:
         for part in value.split(","):
+            if part.strip() == "capstone":
+                out.append("capstone")
+                continue
             part = part.strip().removeprefix("lesson")
             if not part.isdigit():
-                raise GradingError(f"--lesson {value}: give lesson numbers, e.g. --lesson 12")
+                raise GradingError(f"--lesson {value}: give lesson numbers, e.g. --lesson 12, "
+                                   "or capstone")
             out.append(f"lesson{int(part):02d}")
     return out
 
@@ -89,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder holding lessonNN/ packages (default: exercises), or a "
                             "class: a folder of student folders")
     grade.add_argument("--lesson", action="append", metavar="N",
-                       help="grade only these lessons (repeat, or 12,13)")
+                       help="grade only these lessons (repeat, or 12,13; 'capstone' for the "
+                            "capstone)")
     grade.add_argument("--json", metavar="FILE", help="write per-test results as JSON")
     grade.add_argument("--gradescope", metavar="FILE", help="write Gradescope results.json")
     grade.add_argument("--timeout", type=float, default=Limits.timeout_s, metavar="S",

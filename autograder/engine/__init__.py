@@ -33,8 +33,10 @@ from .grade import grade_target
 from .results import GradeResult, GradingError, Limits, TestResult
 from .runner import collect, run_tests
 from .sandbox import Isolation, decide_isolation
-from .workspace import Workspace, available_lessons, build_workspace, copy_py, submitted_lessons
+from .workspace import (Workspace, available_lessons, build_workspace, copy_py,
+                        gradeable_lessons, submitted_lessons)
 
 __all__ = ["REPO_ROOT", "GradeResult", "GradingError", "Isolation", "Limits", "TestResult",
            "Workspace", "available_lessons", "build_workspace", "collect", "copy_py",
+           "gradeable_lessons",
            "decide_isolation", "grade_target", "run_tests", "submitted_lessons"]

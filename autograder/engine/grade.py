@@ -22,7 +22,7 @@ from .results import GradeResult, GradingError, Limits
 from .runner import collect, run_tests
 from .sandbox import decide_isolation
 from .scan import scan_submission
-from .workspace import available_lessons, build_workspace, copy_stubs, submitted_lessons
+from .workspace import build_workspace, copy_stubs, gradeable_lessons, submitted_lessons
 
 
 @contextlib.contextmanager
@@ -49,7 +49,7 @@ def stopped_by_signals():
 
 
 def _lessons_to_grade(target: Path, lessons: list[str] | None, course_root: Path) -> list[str]:
-    known = available_lessons(course_root)
+    known = gradeable_lessons(course_root)
     if lessons is None:
         lessons = [lesson for lesson in submitted_lessons(target) if lesson in known]
         if not lessons:

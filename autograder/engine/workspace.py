@@ -11,7 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..shared import REPO_ROOT, lesson_dirs
+from ..shared import CAPSTONE, CAPSTONE_LESSONS, REPO_ROOT, lesson_dirs, module_lessons
 
 SHARED_PACKAGES = ("course", "hardware_fixtures")
 # The pytest plugins of ``autograder`` the child loads, and what they import.
@@ -31,11 +31,26 @@ class Workspace:
 
 
 def available_lessons(course_root: Path = REPO_ROOT) -> list[str]:
+    """The lessons with stubs (``exercises/lessonNN``)."""
     return lesson_dirs(Path(course_root) / "exercises")
 
 
+def gradeable_lessons(course_root: Path = REPO_ROOT) -> list[str]:
+    """What ``grade`` can grade: the lessons, and the capstone when its graders exist."""
+    lessons = available_lessons(course_root)
+    if (Path(course_root) / "autograder" / "hidden" / CAPSTONE).is_dir() \
+            and all(lesson in lessons for lesson in CAPSTONE_LESSONS):
+        lessons.append(CAPSTONE)
+    return lessons
+
+
 def submitted_lessons(target: Path) -> list[str]:
-    return lesson_dirs(target)
+    """The lessons a submission holds, and the capstone when it holds every lesson the
+    capstone's engine runs."""
+    lessons = lesson_dirs(target)
+    if all(lesson in lessons for lesson in CAPSTONE_LESSONS):
+        lessons.append(CAPSTONE)
+    return lessons
 
 
 def copy_py(src: Path, dst: Path, keep) -> None:
@@ -53,7 +68,7 @@ def build_workspace(target: Path, lessons: list[str], course_root: Path = REPO_R
                         ignore=shutil.ignore_patterns("__pycache__"))
     copy_py(course_root / "autograder", ws.lib / "autograder", lambda n: n in PLUGIN_MODULES)
     copy_tests(ws, lessons, course_root)
-    for lesson in lessons:
+    for lesson in module_lessons(lessons):
         submitted = target / lesson
         if submitted.is_dir():
             copy_py(submitted, ws.submission / lesson,
@@ -70,7 +85,7 @@ def build_workspace(target: Path, lessons: list[str], course_root: Path = REPO_R
 def copy_stubs(ws: Workspace, lessons: list[str], course_root: Path = REPO_ROOT) -> Path:
     """The course's own stubs, beside the submission: tests are collected against them."""
     stubs = ws.root / "stubs"
-    for lesson in lessons:
+    for lesson in module_lessons(lessons):
         copy_py(course_root / "exercises" / lesson, stubs / lesson,
                 lambda n: n.endswith(".py") and not n.startswith("test_"))
     return stubs
@@ -92,7 +107,9 @@ def copy_tests(ws: Workspace, lessons: list[str], course_root: Path = REPO_ROOT)
     (ws.tests / "hidden").mkdir()
     (ws.tests / "hidden" / "__init__.py").write_text("")
     for lesson in lessons:
-        copy_py(course_root / "exercises" / lesson, ws.tests / "exercises" / lesson, _is_test)
+        if (course_root / "exercises" / lesson).is_dir():  # the capstone has no visible tests
+            copy_py(course_root / "exercises" / lesson, ws.tests / "exercises" / lesson,
+                    _is_test)
         hidden = course_root / "autograder" / "hidden" / lesson
         if hidden.is_dir():
             copy_py(hidden, ws.tests / "hidden" / lesson, _is_test)
