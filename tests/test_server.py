@@ -69,12 +69,15 @@ class FakeEngine:
         self.script = tokenizer.encode(self.TEXT, add_special_tokens=False)
         self.reqs = {}
 
+    EOS_PROMPT = "Stop early"  # this prompt gets the end-of-sequence token as its 4th token
+
     def add_request(self, rid, prompt_ids, params):
         if not prompt_ids:
             raise ValueError("empty prompt")
         if len(prompt_ids) + params.max_tokens > self.max_model_len:
             raise ValueError("too long")
-        self.reqs[rid] = [len(prompt_ids), 0, params]
+        eos_at = 3 if self.tokenizer.decode(prompt_ids) == self.EOS_PROMPT else None
+        self.reqs[rid] = [len(prompt_ids), 0, params, eos_at]
 
     def abort(self, rid):
         self.reqs.pop(rid, None)
@@ -83,17 +86,21 @@ class FakeEngine:
         return bool(self.reqs)
 
     def free_blocks(self):
-        used = sum(math.ceil((p + g) / self.block_size) for p, g, _ in self.reqs.values())
+        used = sum(math.ceil((r[0] + r[1]) / self.block_size) for r in self.reqs.values())
         return self.num_blocks - used
 
     def step(self):
         time.sleep(0.002)
         outs = []
         for rid, r in list(self.reqs.items()):
-            tok = self.script[r[1] % len(self.script)]
+            if r[1] == r[3] and r[2].stop_token_ids:
+                tok, done, reason = r[2].stop_token_ids[0], True, "stop"
+            else:
+                tok = self.script[r[1] % len(self.script)]
+                done = r[1] + 1 >= r[2].max_tokens
+                reason = "length" if done else None
             r[1] += 1
-            done = r[1] >= r[2].max_tokens
-            outs.append(FakeOut(rid, tok, done, "length" if done else None))
+            outs.append(FakeOut(rid, tok, done, reason))
             if done:
                 del self.reqs[rid]
         return outs
@@ -329,6 +336,22 @@ def test_stop_strings_cut_the_text(client):
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
+def test_the_end_of_sequence_token_ends_the_text_unless_ignored(client, tokenizer):
+    prompt = FakeEngine.EOS_PROMPT
+    out = client.completions.create(model=srv.MODEL_NAME, prompt=prompt, max_tokens=10)
+    first3 = tokenizer.decode(tokenizer.encode(FakeEngine.TEXT, add_special_tokens=False)[:3])
+    assert out.choices[0].finish_reason == "stop"
+    assert out.choices[0].text == first3, "the end-of-sequence token is not text"
+    assert out.usage.completion_tokens == 4, "the end-of-sequence token counts as generated"
+    chunks = list(client.completions.create(model=srv.MODEL_NAME, prompt=prompt, max_tokens=10,
+                                            stream=True))
+    assert "".join(c.choices[0].text for c in chunks) == first3
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    out = client.completions.create(model=srv.MODEL_NAME, prompt=prompt, max_tokens=10,
+                                    extra_body={"ignore_eos": True})
+    assert (out.choices[0].finish_reason, out.usage.completion_tokens) == ("length", 10)
+
+
 def test_incremental_detokenizer_keeps_multibyte_characters(tokenizer):
     text = "Grüße, 日本語, emoji 🙂🚀 and ñ done."
     ids = tokenizer.encode(text, add_special_tokens=False)
@@ -420,12 +443,13 @@ def test_loadgen_counts_failed_requests(server, tmp_path, capsys):
     prompts.write_text('{"prompt": "Hi there", "max_tokens": 3}\n'
                        '{"prompt": "Too long", "max_tokens": 100000}\n')
     report = loadgen.main(["--url", server, "--impl", "solutions", "--rate", "50", "--requests",
-                           "4", "--prompts", str(prompts), "--out", str(tmp_path / "r.json"),
-                           "--no-progress"])
+                           "4", "--prompts", str(prompts), "--out", str(tmp_path / "r.json")])
     run = report["runs"][0]
     assert (run["finished"], run["failed"]) == (2, 2)
     assert "maximum context length" in run["failures"][0]
-    assert "2 failed" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "2 failed" in captured.out
+    assert "4/4" in captured.err, "the progress bar (stderr) should count the 4 requests"
 
 
 def test_loadgen_names_unwritten_metrics(server, tmp_path):
