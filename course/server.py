@@ -58,7 +58,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EngineWorker", "IncrementalDetokenizer", "RequestError", "build_app",
+__all__ = ["EngineWorker", "IncrementalDetokenizer", "RequestError", "ShuttingDown", "build_app",
            "make_server", "main", "MODEL_NAME"]
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -83,6 +83,10 @@ class RequestError(Exception):
 
 # ---------------------------------------------------------------------------------------------
 # The engine thread
+
+
+class ShuttingDown(RuntimeError):
+    """The worker stopped: it takes no new request."""
 
 
 @dataclass
@@ -144,7 +148,7 @@ class EngineWorker:
                sink: _Sink) -> concurrent.futures.Future:
         cmd = _Add(request_id, list(prompt_ids), params, sink)
         if self._stopping.is_set():
-            cmd.accepted.set_exception(RuntimeError("the server is shutting down"))
+            cmd.accepted.set_exception(ShuttingDown("the server is shutting down"))
         else:
             self._commands.put(cmd)
         return cmd.accepted
@@ -185,9 +189,10 @@ class EngineWorker:
                 continue
             try:
                 outputs = self.engine.step()
-            except Exception:
+            except Exception as err:
                 log.error("engine step failed:\n%s", traceback.format_exc())
-                self._fail_all()
+                self._fail_all(f"the engine failed on this step: {type(err).__name__}: {err} "
+                               "(the server log has the traceback)")
                 continue
             self.steps += 1
             for out in outputs:
@@ -204,10 +209,9 @@ class EngineWorker:
             except Exception:
                 pass
 
-    def _fail_all(self) -> None:
+    def _fail_all(self, message: str) -> None:
         for rid in list(self._sinks):
-            self._sinks.pop(rid).put(_step_error(rid, "the engine failed on this step "
-                                                      "(the server log has the traceback)"))
+            self._sinks.pop(rid).put(_step_error(rid, message))
             try:
                 self.engine.abort(rid)
             except Exception:
@@ -513,8 +517,12 @@ def build_app(worker: EngineWorker, *, model_name: str = MODEL_NAME,
             await asyncio.wrap_future(worker.submit(rid, req.prompt_ids, req.params, sink))
         except ValueError as err:  # the engine refused it
             raise RequestError(str(err), param="prompt")
-        except RuntimeError as err:
+        except ShuttingDown as err:
             raise RequestError(str(err), status=503, type="server_error")
+        except Exception as err:  # the engine broke while adding it (an unwritten piece?)
+            log.error("add_request failed:\n%s", traceback.format_exc())
+            raise RequestError(f"the engine failed to add this request: {type(err).__name__}: "
+                               f"{err}", status=500, type="server_error")
         except asyncio.CancelledError:
             worker.abort(rid)  # cancelled while the engine took it: nobody will read it
             raise

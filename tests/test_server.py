@@ -372,6 +372,7 @@ def test_an_engine_that_fails_a_step_fails_its_requests_not_the_server(tokenizer
         with pytest.raises(openai.InternalServerError) as info:
             c.completions.create(model=srv.MODEL_NAME, prompt="Hi", max_tokens=3)
         assert "engine failed" in info.value.body["message"]
+        assert "a planted failure" in info.value.body["message"], "name the cause"
         with pytest.raises(openai.APIError, match="engine failed"):
             list(c.completions.create(model=srv.MODEL_NAME, prompt="Hi", max_tokens=3,
                                       stream=True))
