@@ -366,6 +366,11 @@ def test_an_engine_that_fails_a_step_fails_its_requests_not_the_server(tokenizer
         def step(self):
             raise RuntimeError("a planted failure")
 
+        def add_request(self, rid, prompt_ids, params):
+            if self.tokenizer.decode(prompt_ids) == "Boom":
+                raise RuntimeError("lesson18/scheduler.py: add() is not written yet")
+            super().add_request(rid, prompt_ids, params)
+
     engine = Broken(tokenizer)
     with serving(engine) as url:
         c = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=60)
@@ -377,6 +382,8 @@ def test_an_engine_that_fails_a_step_fails_its_requests_not_the_server(tokenizer
             list(c.completions.create(model=srv.MODEL_NAME, prompt="Hi", max_tokens=3,
                                       stream=True))
         assert not engine.reqs, "the failed requests must be aborted in the engine"
+        with pytest.raises(openai.InternalServerError, match="add\\(\\) is not written yet"):
+            c.completions.create(model=srv.MODEL_NAME, prompt="Boom", max_tokens=3)
         import httpx
         assert httpx.get(url + "/health").json() == {"status": "ok"}
 
