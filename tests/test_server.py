@@ -414,35 +414,59 @@ def test_synthetic_workload_is_seeded_and_in_range():
 
 def test_loadgen_against_the_server(real_server, real_engine, tmp_path, capsys):
     from course import loadgen
+    from course.trace import read_jsonl
+    out, trace = tmp_path / "r.json", tmp_path / "t.jsonl"
+    report = loadgen.main(["--url", real_server, "--impl", "solutions", "--rate", "40",
+                           "--requests", "5", "--seed", "0", "--prompt-tokens", "4,12",
+                           "--output-tokens", "2,4", "--out", str(out), "--trace-out",
+                           str(trace), "--no-progress"])
+    text = capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    run = saved["runs"][0]
+    w = loadgen.synthetic_workload(5, 0, (4, 12), (2, 4))
+    assert (run["rate_rps"], run["finished"], run["failed"]) == (40, 5, 0), run["failures"]
+    assert run["summary"]["requests"] == report["runs"][0]["summary"]["requests"] == 5
+    assert run["summary"]["output_tokens"] == sum(w.max_tokens), "ignore_eos: exact lengths"
+    assert set(run["summary"]["ttft_ms"]) == {"50", "90", "99"}
+    assert 0 <= run["slo_attainment"] <= 1
+    events = read_jsonl(trace)
+    arrivals = sorted((e for e in events if e.kind == "arrival"), key=lambda e: e.request)
+    assert [e.tokens for e in arrivals] == [len(p) for p in w.prompts]
+    for row in ("p50", "p90", "p99", "TTFT ms", "TPOT ms", "ITL ms", "E2E ms", "throughput:",
+                "SLO attainment", "goodput:"):
+        assert row in text, f"{row!r} missing from the table:\n{text}"
+    assert wait_for_free_blocks(real_engine) == real_engine.num_blocks
+
+
+def test_loadgen_sweep_goodput_and_plot(server, tmp_path, capsys):
+    import numpy as np
+    from course import loadgen
     from course.plot import is_png
     from course.trace import read_jsonl
     out, trace, png = tmp_path / "r.json", tmp_path / "t.jsonl", tmp_path / "l.png"
-    # targets no run can miss (10 minutes), so that goodput is the higher rate tried
-    report = loadgen.main(["--url", real_server, "--impl", "solutions", "--rates", "20,40",
-                           "--requests", "6", "--seed", "0", "--prompt-tokens", "4,12",
-                           "--output-tokens", "2,4", "--slo-ttft-ms", "600000",
-                           "--slo-tpot-ms", "600000", "--out", str(out),
-                           "--trace-out", str(trace), "--plot", str(png), "--no-progress"])
-    text = capsys.readouterr().out
+    args = ["--url", server, "--impl", "solutions", "--rates", "20,40", "--requests", "6",
+            "--seed", "0", "--prompt-tokens", "4,12", "--output-tokens", "3,6",
+            "--out", str(out), "--trace-out", str(trace), "--plot", str(png), "--no-progress"]
+    # targets no run can miss (10 minutes): goodput is the higher rate tried
+    loadgen.main(args + ["--slo-ttft-ms", "600000", "--slo-tpot-ms", "600000"])
     saved = json.loads(out.read_text())
-    assert saved["runs"][0]["rate_rps"] == 20 and saved["goodput_rps"] == 40
-    w = loadgen.synthetic_workload(6, 0, (4, 12), (2, 4))
+    assert [r["rate_rps"] for r in saved["runs"]] == [20, 40] and saved["goodput_rps"] == 40
+    assert "goodput: 40 req/s" in capsys.readouterr().out
+    w = loadgen.synthetic_workload(6, 0, (4, 12), (3, 6))
     for run in saved["runs"]:
-        assert run["finished"] == 6 and run["failed"] == 0, run["failures"]
+        assert run["finished"] == 6 and run["slo_attainment"] == 1.0
         assert run["summary"]["output_tokens"] == sum(w.max_tokens)
-        assert run["slo_attainment"] == 1.0
-        assert set(run["summary"]["ttft_ms"]) == {"50", "90", "99"}
+        # the table's TTFT p50 is the trace's, computed here without lesson 17
         events = read_jsonl(tmp_path / f"t.{run['rate_rps']:g}.jsonl")
-        arrivals = [e for e in events if e.kind == "arrival"]
-        assert sorted(e.tokens for e in arrivals) == sorted(len(p) for p in w.prompts)
-        assert sum(e.tokens for e in events if e.kind in ("first_token", "token")) == \
-            sum(w.max_tokens)
-    assert report["runs"][1]["summary"]["requests"] == 6
-    for row in ("TTFT ms", "TPOT ms", "ITL ms", "E2E ms", "throughput:", "SLO attainment",
-                "goodput: 40 req/s"):
-        assert row in text, f"{row!r} missing from the table:\n{text}"
+        arrival = {e.request: e.time_s for e in events if e.kind == "arrival"}
+        ttft = [e.time_s - arrival[e.request] for e in events if e.kind == "first_token"]
+        assert run["summary"]["ttft_ms"]["50"] == pytest.approx(1e3 * np.percentile(ttft, 50))
     assert is_png(png)
-    assert wait_for_free_blocks(real_engine) == real_engine.num_blocks
+    # a target no request meets (1 microsecond): no rate qualifies
+    loadgen.main(args + ["--slo-ttft-ms", "0.001"])
+    saved = json.loads(out.read_text())
+    assert saved["goodput_rps"] is None and all(r["slo_attainment"] == 0 for r in saved["runs"])
+    assert "goodput: no rate tried" in capsys.readouterr().out
 
 
 def test_loadgen_counts_failed_requests(server, tmp_path, capsys):
