@@ -459,13 +459,7 @@ class Engine:
         for seq, _ in probed:
             seq.probed = False
         running = {s.id: s for s in sched.running}
-        rows = []  # (engine seq, scheduler seq, first position, tokens fed)
-        for sid, n in plan.tokens.items():
-            if sid not in running:
-                raise EngineError(f"the scheduler planned {n} tokens for sequence {sid}, which "
-                                  "is not running")
-            s = running[sid]
-            rows.append((self._by_index[sid], s, s.num_computed, n))
+        rows = self._check_plan(plan, running)
         sampled: dict[int, int] = {}
         if rows:
             self._take_blocks(rows)
@@ -502,6 +496,33 @@ class Engine:
             seq.done = True
             self._events.append(Event(seq.request_id, "finish", now, step=self.steps - 1))
         return outputs
+
+    def _check_plan(self, plan, running) -> list:
+        """The plan's rows ``(engine seq, scheduler seq, first position, tokens fed)``, after
+        checking the scheduler's promises (lesson 18): only running sequences, each fed at
+        least one of the tokens it has not computed, the token budget and ``max_running``
+        kept. A broken promise is an EngineError that names it, not a wrong token later."""
+        sched = self.scheduler
+        if len(sched.running) > self.max_running:
+            raise EngineError(f"the scheduler runs {len(sched.running)} sequences, more than "
+                              f"max_running={self.max_running}")
+        total = sum(plan.tokens.values())
+        if total > self.token_budget:
+            raise EngineError(f"the scheduler planned {total} tokens in step {self.steps}, more "
+                              f"than the token budget of {self.token_budget}")
+        rows = []
+        for sid, n in plan.tokens.items():
+            if sid not in running:
+                raise EngineError(f"the scheduler planned {n} tokens for sequence {sid}, which "
+                                  "is not running")
+            s = running[sid]
+            left = len(s.tokens) - s.num_computed
+            if not 1 <= n <= left:
+                raise EngineError(f"the scheduler planned {n} tokens for sequence {sid}, which "
+                                  f"has {left} tokens not yet computed ({s.num_computed} of "
+                                  f"{len(s.tokens)} computed): a step feeds 1 to {left}")
+            rows.append((self._by_index[sid], s, s.num_computed, n))
+        return rows
 
     # ------------------------------------------------------------------ blocks
 

@@ -1,7 +1,8 @@
 """Every grader is tested both ways: it passes the reference (the main suite runs the hidden
 graders with --impl=solutions) and it fails a plausible buggy version, planted here.
 
-Each mutation copies solutions/lessonNN, replaces one snippet of the reference with the bug,
+Each mutation copies solutions/lessonNN (for the capstone: every lesson its engine runs, with
+``file`` naming ``lessonNN/module.py``), replaces one snippet of the reference with the bug,
 and runs the grader tests that exist to catch it on that copy: they must fail. Each run is a
 fresh pytest process, forked from a server that has already imported the heavy libraries
 (tests/mutations/forkserver.py), so a mutation costs its tests, not an interpreter start.
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder.shared import CAPSTONE, module_lessons
 from mutations import Mutation, all_mutations
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,9 +66,11 @@ def fork_server(tmp_path_factory):
 
 def _mutate(mutation: Mutation, dest: Path) -> Path:
     impl = dest / "impl"
-    shutil.copytree(ROOT / "solutions" / mutation.lesson, impl / mutation.lesson,
-                    ignore=shutil.ignore_patterns("__pycache__", "test_*"))
-    path = impl / mutation.lesson / mutation.file
+    for lesson in module_lessons([mutation.lesson]):
+        shutil.copytree(ROOT / "solutions" / lesson, impl / lesson,
+                        ignore=shutil.ignore_patterns("__pycache__", "test_*"))
+    path = impl / mutation.file if mutation.lesson == CAPSTONE \
+        else impl / mutation.lesson / mutation.file
     text = path.read_text()
     assert text.count(mutation.old) == 1, \
         f"mutation '{mutation.name}': its snippet is not found once in {mutation.file}; " \

@@ -40,8 +40,8 @@ BUG_CLASSES = {
 @dataclass(frozen=True)
 class Mutation:
     name: str
-    lesson: str
-    file: str
+    lesson: str  # "lessonNN", or "capstone"
+    file: str  # in the lesson's folder; for the capstone "lessonNN/module.py"
     old: str
     new: str
     catchers: tuple[str, ...]  # node ids relative to the repo root that must fail
@@ -57,7 +57,7 @@ class Mutation:
 def lesson_modules() -> list:
     return [importlib.import_module(f"{__name__}.{info.name}")
             for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name)
-            if info.name.startswith("lesson")]
+            if info.name.startswith("lesson") or info.name == "capstone"]
 
 
 def all_mutations() -> list[Mutation]:

@@ -47,28 +47,33 @@ def greedy_reference(hf, prompt: list[int], n: int) -> list[int]:
 
 
 def drive(engine: Engine, arrivals: dict[int, list[tuple[str, list[int], SamplingParams]]],
-          max_loops: int = 2000) -> tuple[dict[str, list[int]], dict[str, str]]:
+          patience: int = 100) -> tuple[dict[str, list[int]], dict[str, str]]:
     """Add each request at its loop step, step until everything is done; returns each
-    request's tokens and finish reason. A run that does not finish in ``max_loops`` fails with
-    the engine's state (a scheduler that stops admitting, blocks that never come back)."""
+    request's tokens and finish reason. A run that delivers nothing for ``patience`` steps
+    after the last arrival fails with the engine's state (a scheduler that stops admitting,
+    blocks that never come back)."""
     tokens: dict[str, list[int]] = {}
     reasons: dict[str, str] = {}
     last = max(arrivals)
-    for loop in range(max_loops):
+    idle, loop = 0, 0
+    while idle < patience:
         for rid, prompt, params in arrivals.get(loop, []):
             tokens[rid] = []
             engine.add_request(rid, prompt, params)
-        for out in engine.step():
+        outputs = engine.step()
+        for out in outputs:
             if out.token_id is not None:
                 tokens[out.request_id].append(out.token_id)
             if out.finished:
                 reasons[out.request_id] = out.finish_reason
         if loop >= last and not engine.has_unfinished():
             return tokens, reasons
+        idle = 0 if outputs or loop < last else idle + 1
+        loop += 1
     unfinished = sorted(set(tokens) - set(reasons))
     raise AssertionError(
-        f"the engine did not finish in {max_loops} steps: requests {unfinished} never ended "
-        f"({engine.free_blocks()} of {engine.num_blocks} blocks free or reclaimable, the "
+        f"the engine stalled: no output for {patience} steps, requests {unfinished} never "
+        f"ended ({engine.free_blocks()} of {engine.num_blocks} blocks free or reclaimable, the "
         f"scheduler counts {engine.scheduler.free_blocks} free, {len(engine.scheduler.running)} "
         f"running, {len(engine.scheduler.waiting)} waiting). A scheduler that does not give "
         "blocks back, or does not admit what fits, stalls here.")

@@ -22,7 +22,7 @@ def _prompts():
     def rand(n):
         return torch.randint(1, 256, (n,), generator=g).tolist()
     shared = rand(48)  # twelve blocks that three later requests reuse
-    return {
+    prompts = {
         "a": [0] + rand(20),  # token id 0 is a token like any other
         "b": rand(7),
         "c": shared + rand(5),
@@ -32,12 +32,15 @@ def _prompts():
         "g": shared + rand(9),
         "h": rand(16),  # exactly four blocks
     }
+    prompts["i"] = list(prompts["h"])  # h again, once h is cached: a full hit on whole blocks
+    return prompts
 
 
 # (arrival step, request, max_tokens): requests arrive while others run; e and g share c's
-# 48-token prefix and arrive after c has computed it.
+# 48-token prefix and arrive after c has computed it; i repeats h's 16 tokens (four whole
+# blocks, all cached: the last one must be computed again, for the logits).
 TRACE = [(0, "a", 10), (0, "b", 6), (0, "c", 5), (2, "d", 8), (8, "e", 6), (9, "f", 9),
-         (12, "g", 4), (14, "h", 7)]
+         (12, "g", 4), (14, "h", 7), (40, "i", 3)]
 
 # The throughput trace: a system prompt of 64 tokens (16 blocks) that seven requests share.
 # The first computes it; the others arrive once it is cached and prefill only their own few
@@ -175,10 +178,11 @@ def test_throughput_in_engine_steps_is_a_share_of_the_reference(impl, tiny_model
 @pytest.mark.points(2)
 def test_abort_frees_blocks_at_once(impl, tiny_model, expected, run_trace):
     """Bug: an aborted request that keeps its blocks (or frees them twice), or that breaks the
-    requests still running. One running and one waiting request are aborted; the others finish
+    requests still running (and, with a token budget that would admit all four at once, a
+    scheduler that runs more than max_running). One running and one waiting request are aborted; the others finish
     with the oracle's tokens and every block comes back; aborting again changes nothing."""
     prompts = _prompts()
-    engine = _engine(impl, tiny_model, max_running=2)
+    engine = _engine(impl, tiny_model, max_running=2, token_budget=64)
     for rid in ("a", "f", "b", "h"):
         engine.add_request(rid, prompts[rid], SamplingParams(max_tokens=dict(
             (r, n) for _, r, n in TRACE)[rid]))
