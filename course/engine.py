@@ -314,6 +314,18 @@ class Engine:
         kw.setdefault("tokenizer", course_model.load_tokenizer())
         return cls(impl, **kw)
 
+    def chat_prompt(self, message: str) -> list[int]:
+        """Token ids of one user ``message`` in the model's chat template, ready for the
+        assistant's answer (needs ``tokenizer``, as ``from_pretrained`` loads it)."""
+        if self.tokenizer is None:
+            raise EngineError("this engine has no tokenizer (build it with from_pretrained, or "
+                              "pass tokenizer=course.model.load_tokenizer())")
+        ids = self.tokenizer.apply_chat_template([{"role": "user", "content": message}],
+                                                 add_generation_prompt=True)
+        if hasattr(ids, "keys"):  # a BatchEncoding in recent transformers
+            ids = ids["input_ids"]
+        return [int(t) for t in ids]
+
     # ------------------------------------------------------------------ requests
 
     def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams) -> None:
@@ -758,13 +770,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     tok = engine.tokenizer
-    prompts = []
-    for text in args.prompt:
-        if args.raw:
-            prompts.append(tok.encode(text))
-        else:
-            prompts.append(list(tok.apply_chat_template(
-                [{"role": "user", "content": text}], add_generation_prompt=True)))
+    prompts = [tok.encode(text) if args.raw else engine.chat_prompt(text) for text in args.prompt]
     eos = tuple(t for t in (tok.eos_token_id,) if t is not None)
     params = SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens,
                             stop_token_ids=eos)

@@ -94,15 +94,19 @@ def test_reference_gets_full_marks(reference_grade):
 def test_stubs_get_zero_each_with_not_implemented(reference_grade):
     """Every lesson: a test that passes on the untouched stubs (it only exercises given code)
     or fails with anything but the stub's message is a defect of the course."""
-    from autograder.engine import available_lessons
-    results = grade_target(ROOT / "exercises", available_lessons(ROOT)).tests
+    from autograder.engine import gradeable_lessons
+    results = grade_target(ROOT / "exercises", gradeable_lessons(ROOT)).tests
     assert {r.nodeid for r in results if r.lesson == "lesson12"} == \
         {r.nodeid for r in reference_grade}
     for r in results:
         if r.outcome == "skipped":
             continue
         assert r.outcome == "failed", f"{r.nodeid} passes on the untouched stubs"
-        assert f"NotImplementedError: {r.lesson}:" in r.reason, \
+        # the capstone's engine names the stub it met: "lesson18/scheduler.py: add() is not
+        # written yet (it raises NotImplementedError)"
+        stub = "is not written yet (it raises NotImplementedError)" if r.lesson == "capstone" \
+            else f"NotImplementedError: {r.lesson}:"
+        assert stub in r.reason, \
             f"{r.nodeid} fails on the stubs with something else than the stub's message: {r.reason}"
 
 
@@ -238,7 +242,7 @@ def test_every_lesson_of_the_reference_gets_full_marks_through_the_grader(tmp_pa
     the graded, isolated child must run the real model (from the read-only cache the grader
     fills first) and the distributed ranks (no long-lived server a test could leave
     behind), and give full marks the first time."""
-    from autograder.engine import available_lessons
+    from autograder.engine import gradeable_lessons
     home = _cold_home()
     try:
         out = tmp_path / "grades.json"
@@ -251,7 +255,7 @@ def test_every_lesson_of_the_reference_gets_full_marks_through_the_grader(tmp_pa
                   for t in row["tests"] if t["outcome"] == "failed"]
         assert not failed, "the reference fails graders on a cold cache:\n" + "\n".join(failed)
         assert data["score"] == data["max_score"] > 0
-        assert {row["lesson"] for row in data["lessons"]} == set(available_lessons(ROOT))
+        assert {row["lesson"] for row in data["lessons"]} == set(gradeable_lessons(ROOT))
         # the cache really was cold, and was filled in the cold HOME
         assert "converting it into the cache" in proc.stderr, proc.stderr[-2000:]
         assert any((home / ".cache" / "llm-inference-course").glob("smollm2-weights-*"))

@@ -114,7 +114,8 @@ def test_docstring_examples_run_against_the_reference(lesson, module):
 
 
 def _hidden_tests():
-    for path in sorted((ROOT / "autograder" / "hidden").glob("lesson*/test_*.py")):
+    hidden = ROOT / "autograder" / "hidden"
+    for path in sorted([*hidden.glob("lesson*/test_*.py"), *hidden.glob("capstone/test_*.py")]):
         tree = ast.parse(path.read_text())
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):

@@ -607,3 +607,9 @@ def test_lesson13_prefix_hit_savings():
     assert f"reuses {4096 - full:,} and computes {full}" in text
     more = tokens_to_compute(4100, 4096, 16)
     assert f"prompt of 4,100 tokens with the same prefix reuses {4100 - more:,} and computes {more}" in text
+
+
+def test_capstone_references_to_lessons_are_links_that_resolve():
+    path = LEARNING / "capstone.md"
+    bad = reference_problems(_prose(path))
+    assert not bad, f"{path.name}:\n" + "\n".join(bad)
