@@ -34,6 +34,7 @@ optionally each run's trace (``--trace-out``, JSON Lines) and a plot of latency 
 arrival rate (``--plot``, through ``course.plot``). Goodput, in DistServe's sense (lesson 17):
 the highest arrival rate at which the SLO attainment (``--slo-ttft-ms``, ``--slo-tpot-ms``)
 stays at or above ``--slo-target``; a sweep reports the highest rate it tried that did.
+The text: learning/capstone.md#serve-it-and-load-test-it.
 """
 
 import argparse

@@ -5,6 +5,7 @@ Start it (the reference pieces; ``--impl exercises``, the default, runs yours)::
     python -m course.server --impl solutions --port 8000
 
 and talk to it with any OpenAI client (``base_url="http://127.0.0.1:8000/v1"``, any api key).
+The text: learning/capstone.md#serve-it-and-load-test-it.
 
 Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/completions`` and ``POST
 /v1/chat/completions``, each streamed (server-sent events in OpenAI's chunk format, ending with
