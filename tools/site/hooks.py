@@ -8,7 +8,10 @@
   (`exercises/lessonNN/file.py/`, the code highlighted, with how to run its tests), each folder
   gets an index page, and those links are pointed at the pages. A link to a stub that does not
   exist is left alone, so the strict build fails on it.
-- mermaid.js is served from the site's own files (see tools/site/vendor.py), never a CDN.
+- mermaid.js is served from the site's own files (see tools/site/vendor.py), never a CDN: a
+  page with a diagram loads it with a script tag, which defines the global `mermaid` that
+  mkdocs-material uses instead of fetching one from its CDN. Pages without a diagram do not
+  load it (3.5 MB of JavaScript).
 """
 from __future__ import annotations
 
@@ -29,8 +32,8 @@ EXERCISES = ROOT / "exercises"
 MERMAID_URI = "assets/vendor/mermaid/mermaid.min.js"
 LESSON = re.compile(r"lesson(\d\d)\.md$")
 # A Markdown link or reference definition whose target starts with ../exercises/
-EXERCISE_LINK = re.compile(r"(\]\(\s*<?|^[ ]{0,3}\[[^\]\n]+\]:[ \t]*<?)\.\./exercises/([^)\s>#]*)(#[^)\s>]*)?",
-                           re.M)
+EXERCISE_LINK = re.compile(r"(\]\(\s*<?|^[ ]{0,3}\[[^\]\n]+\]:[ \t]*<?)"
+                           r"\.\./exercises/([^)\s>#]*)(#[^)\s>]*)?", re.M)
 
 
 def _exercise_files() -> list[Path]:
@@ -63,7 +66,9 @@ def _stub_page(path: Path, docs_dir: Path) -> str:
     kind = "visible tests" if path.name.startswith("test_") else "file"
     fence = _fence(text)
     run = f"`pytest exercises/{folder}`" if folder.startswith("lesson") else "its tests"
-    return (f"# {rel}\n\n"
+    # Search finds the lesson text; the stubs themselves are in the learner's checkout.
+    return ("---\nsearch:\n  exclude: true\n---\n\n"
+            f"# {rel}\n\n"
             f"A {kind} of {_lesson_link(folder, depth, docs_dir)}, as it is in your checkout at "
             f"`{rel}`. Edit it there and run {run} to check your work. "
             f"[All files of this exercise](index.md).\n\n"
@@ -74,10 +79,11 @@ def _index_page(folder: Path, docs_dir: Path) -> str:
     rel = folder.relative_to(ROOT).as_posix()
     depth = len(folder.relative_to(EXERCISES).parts) + 1  # exercises/<folder>/index.md -> 2
     if folder == EXERCISES:
-        lines = ["# exercises/\n", "The stubs you fill in and their visible tests, one folder "
-                 "per lesson, as in your checkout at `exercises/`.\n"]
+        lines = ["---\nsearch:\n  exclude: true\n---\n", "# exercises/\n",
+                 "The stubs you fill in and their visible tests, one folder per lesson, as in "
+                 "your checkout at `exercises/`.\n"]
     else:
-        lines = [f"# {rel}/\n",
+        lines = ["---\nsearch:\n  exclude: true\n---\n", f"# {rel}/\n",
                  f"The files of {_lesson_link(folder.name, depth, docs_dir)} you work in, as "
                  f"in your checkout at `{rel}/`.\n"]
     for path in sorted(folder.iterdir()):
@@ -97,6 +103,8 @@ def on_config(config):
         nav.append({"Course map": "README.md"})
     nav.append({"Lessons": lessons})
     nav.extend(p for p in pages if p != "README.md" and p not in lessons)
+    if _exercise_files():
+        nav.append({"Exercises": "exercises/index.md"})
     config["nav"] = nav
     return config
 
@@ -134,4 +142,23 @@ def on_page_markdown(markdown: str, page, config, files: Files) -> str:
         return match.group(0)
     if page.file.generated_by is not None:
         return markdown
-    return EXERCISE_LINK.sub(repl, markdown)
+    markdown = EXERCISE_LINK.sub(repl, markdown)
+    # Each lesson's page ends with a link to its exercise files (on the site only).
+    lesson = LESSON.fullmatch(page.file.src_uri)
+    if lesson and (EXERCISES / f"lesson{lesson.group(1)}").is_dir():
+        folder = f"exercises/lesson{lesson.group(1)}"
+        markdown += (f"\n\n---\n\nThe files you work in for this lesson: "
+                     f"[{folder}/]({folder}/index.md).\n")
+    return markdown
+
+
+def on_post_page(output: str, page, config) -> str:
+    """Load mermaid.js (from the site) on the pages that have a diagram."""
+    if 'class="mermaid"' not in output:
+        return output
+    src = "../" * page.url.count("/") + MERMAID_URI
+    tag = f'<script src="{src}"></script>'
+    head, sep, tail = output.rpartition("</body>")
+    if not sep:
+        raise SystemExit(f"site: {page.file.src_uri} has no </body> to load mermaid before")
+    return f"{head}{tag}\n{sep}{tail}"
