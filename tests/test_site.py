@@ -226,9 +226,14 @@ def test_a_broken_link_or_anchor_fails_the_strict_build(tmp_path):
 
 # --- the browser check --------------------------------------------------------------------
 
-# The theme draws each diagram into a closed shadow root; the check opens it (before any page
-# script runs) so it can see the SVG inside.
-OPEN_SHADOW_ROOTS = """
+# Run before any page script: the theme draws each diagram into a closed shadow root, which the
+# check opens so it can see the SVG inside; and errors are also counted in the page, so the
+# check stops waiting for a diagram as soon as one is thrown.
+PAGE_PROBE = """
+window.__siteErrors = [];
+addEventListener("error", e => __siteErrors.push(String(e.message || e.type)), true);
+addEventListener("unhandledrejection",
+                 e => __siteErrors.push("unhandled rejection: " + String(e.reason)));
 const attach = Element.prototype.attachShadow;
 Element.prototype.attachShadow = function (init) {
   return attach.call(this, Object.assign({}, init, {mode: "open"}));
@@ -241,7 +246,7 @@ const drawn = [...document.querySelectorAll("div.mermaid")].map(d => {
                 error: /syntax error/i.test(svg.textContent)} : null;
 });
 return {waiting: document.querySelectorAll("pre.mermaid").length, drawn: drawn,
-        ready: document.readyState};
+        ready: document.readyState, errors: window.__siteErrors || []};
 """
 
 
@@ -292,7 +297,7 @@ def browser():
         driver = webdriver.Chrome(options=options, service=Service(driver_bin))
     try:
         driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
-                               {"source": OPEN_SHADOW_ROOTS})
+                               {"source": PAGE_PROBE})
         yield driver
     finally:
         driver.quit()
@@ -331,39 +336,47 @@ def _screenshot_dir() -> Path:
     return out
 
 
+def _check_page(browser, base: str, path: str, expected: int) -> list[str]:
+    """Open one page; the problems found: mermaid blocks not drawn as SVG (or drawn as an error),
+    console errors (uncaught exceptions, console.error, failed loads), requests that left the
+    site."""
+    browser.get(base + path)
+    deadline = time.monotonic() + RENDER_WAIT_S
+    while True:
+        state = browser.execute_script(DIAGRAM_STATE)
+        if state["ready"] == "complete" and state["waiting"] == 0 and \
+                all(d is not None for d in state["drawn"]) and len(state["drawn"]) >= expected:
+            break
+        if state["errors"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    name, problems = path or "(home)", []
+    drawn = [d for d in state["drawn"] if d is not None]
+    if state["waiting"] or len(drawn) != expected or len(state["drawn"]) != expected:
+        problems.append(f"{name}: {expected} mermaid blocks in the source, "
+                        f"{len(drawn)} drawn as SVG, {state['waiting']} never drawn")
+    for i, d in enumerate(drawn):
+        if d["error"] or d["shapes"] == 0:
+            problems.append(f"{name}: diagram {i + 1} is an error or empty ({d})")
+    problems += [f"{name}: error in the page: {e}" for e in state["errors"]]
+    for entry in browser.get_log("browser"):
+        if entry["level"] in ("SEVERE", "ERROR"):
+            problems.append(f"{name}: console error: {entry['message']}")
+    outside = [u for u in browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")
+        if not u.startswith(base)]
+    if outside:
+        problems.append(f"{name}: fetched from outside the site: {outside}")
+    return problems
+
+
 def test_every_page_in_a_headless_browser(built_site, served_site, browser):
     pages = _site_pages(built_site)
     assert sum(n for _, n in pages) > 0, \
         "no ```mermaid block found in learning/: the count is broken"
     problems, start = [], time.perf_counter()
     for path, expected in pages:
-        url = served_site + path
-        browser.get(url)
-        deadline = time.monotonic() + RENDER_WAIT_S
-        while True:
-            state = browser.execute_script(DIAGRAM_STATE)
-            if state["ready"] == "complete" and state["waiting"] == 0 and \
-                    all(d is not None for d in state["drawn"]):
-                break
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        name = path or "(home)"
-        drawn = [d for d in state["drawn"] if d is not None]
-        if state["waiting"] or len(drawn) != expected or len(state["drawn"]) != expected:
-            problems.append(f"{name}: {expected} mermaid blocks in the source, "
-                            f"{len(drawn)} drawn as SVG, {state['waiting']} never drawn")
-        for i, d in enumerate(drawn):
-            if d["error"] or d["shapes"] == 0:
-                problems.append(f"{name}: diagram {i + 1} is an error or empty ({d})")
-        for entry in browser.get_log("browser"):
-            if entry["level"] in ("SEVERE", "ERROR"):
-                problems.append(f"{name}: console error: {entry['message']}")
-        outside = [u for u in browser.execute_script(
-            "return performance.getEntriesByType('resource').map(e => e.name)")
-            if not u.startswith(served_site)]
-        if outside:
-            problems.append(f"{name}: fetched from outside the site: {outside}")
+        problems += _check_page(browser, served_site, path, expected)
     took = time.perf_counter() - start
     print(f"site: {len(pages)} pages checked in the browser in {took:.1f} s")
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)
@@ -393,3 +406,45 @@ def test_every_page_in_a_headless_browser(built_site, served_site, browser):
     print(f"site: screenshots of the course map and lesson 12 in {shots}")
     for name in ("course-map.png", "lesson12.png"):
         assert (shots / name).stat().st_size > 10_000, f"{shots / name} is nearly empty"
+
+
+def test_the_browser_check_catches_planted_faults(browser, tmp_path):
+    """A small site built with the course's config, one fault per page: the check reports each
+    (so a page that passes it was really drawn, quiet and self-contained) and passes the clean
+    page."""
+    _need_build_tools()
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    pages = {
+        "README.md": "# Map\n\n```mermaid\nflowchart LR\n  A --> B\n```\n",
+        "broken.md": "# Broken\n\n```mermaid\nflowchart LR\n  A -->\n```\n",
+        "throws.md": '# Throws\n\n<script>throw new Error("planted");</script>\n',
+        "outside.md": "# Outside\n\n![x](http://127.0.0.1:9/planted.png)\n",
+    }
+    for name, text in pages.items():
+        (docs / name).write_text(text)
+    config = tmp_path / "mkdocs.yml"
+    config.write_text(f"INHERIT: {ROOT / 'mkdocs.yml'}\ndocs_dir: {docs}\n"
+                      f"hooks:\n  - {ROOT / 'tools/site/hooks.py'}\n")
+    site = tmp_path / "site"
+    proc = _mkdocs_build(config, site)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        clean = _check_page(browser, base, "", 1)
+        assert clean == [], f"the clean page failed the check: {clean}"
+        broken = _check_page(browser, base, "broken/", 1)
+        assert broken, "a mermaid block with a syntax error passed the check"
+        print("site: the planted faults were reported as", broken)
+        throws = _check_page(browser, base, "throws/", 0)
+        assert any("planted" in p for p in throws), f"an uncaught error passed: {throws}"
+        outside = _check_page(browser, base, "outside/", 0)
+        assert any("planted.png" in p for p in outside), f"an outside request passed: {outside}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
