@@ -144,6 +144,10 @@ def test_the_site_builds_strictly_with_every_page(built_site):
     assert (built_site / "search" / "search_index.json").is_file(), "search is not built"
     assert (built_site / "assets/vendor/mermaid/mermaid.min.js").is_file(), \
         "mermaid.min.js is not in the site"
+    # Only what ships to learners: no reference solution, hidden grader or instructor-only file.
+    leaked = [p for p in ("solutions", "autograder", "course/llama_reference.py")
+              if (built_site / p).exists()]
+    assert not leaked, f"the site publishes {leaked}"
     for md in pages:
         html = (built_site / _page_path(md) / "index.html").read_text(encoding="utf-8")
         assert "unpkg.com" not in html and "fonts.googleapis" not in html, \
@@ -187,6 +191,8 @@ def test_a_broken_link_or_anchor_fails_the_strict_build(tmp_path):
     _need_build_tools()
     stub = next(p for p in sorted((ROOT / "exercises").glob("lesson*/*.py")))
     stub_link = "../" + stub.relative_to(ROOT).as_posix()
+    fixture = next(p for p in sorted((ROOT / "hardware_fixtures").glob("*.toml")))
+    fixture_link = "../" + fixture.relative_to(ROOT).as_posix()
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "lesson01.md").write_text("# Lesson 01\n\n## A real heading\n\ntext\n")
@@ -196,12 +202,13 @@ def test_a_broken_link_or_anchor_fails_the_strict_build(tmp_path):
         ## The lessons
 
         [a heading](lesson01.md#a-real-heading), [a stub]({stub_link}),
-        [the map](README.md#the-lessons).
+        [a fixture]({fixture_link}), [the map](README.md#the-lessons).
         """)
     planted = clean + textwrap.dedent("""
         [planted anchor](lesson01.md#no-such-heading),
         [planted page](lesson77.md),
-        [planted stub](../exercises/lesson01/no_such_stub.py).
+        [planted stub](../exercises/lesson01/no_such_stub.py),
+        [planted instructor-only file](../course/llama_reference.py).
         """)
     config = tmp_path / "mkdocs.yml"
     config.write_text(textwrap.dedent(f"""\
@@ -214,13 +221,15 @@ def test_a_broken_link_or_anchor_fails_the_strict_build(tmp_path):
     (docs / "README.md").write_text(clean)
     proc = _mkdocs_build(config, tmp_path / "clean")
     assert proc.returncode == 0, f"the clean docs failed to build:\n{proc.stdout}{proc.stderr}"
+    page = tmp_path / "clean" / fixture.relative_to(ROOT).as_posix() / "index.html"
+    assert page.is_file(), f"a lesson's link to {fixture_link} got no page ({page})"
 
     (docs / "README.md").write_text(planted)
     proc = _mkdocs_build(config, tmp_path / "planted")
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0, f"the build passed with broken links planted:\n{log}"
     for needle in ("does not contain an anchor '#no-such-heading'", "'lesson77.md'",
-                   "'../exercises/lesson01/no_such_stub.py'"):
+                   "'../exercises/lesson01/no_such_stub.py'", "'../course/llama_reference.py'"):
         assert needle in log, f"the strict build did not report {needle}:\n{log}"
 
 
