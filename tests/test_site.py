@@ -216,6 +216,7 @@ def test_a_broken_link_or_anchor_fails_the_strict_build(tmp_path):
         docs_dir: {docs}
         hooks:
           - {ROOT / 'tools/site/hooks.py'}
+        watch: []
         """))
 
     (docs / "README.md").write_text(clean)
@@ -434,7 +435,7 @@ def test_the_browser_check_catches_planted_faults(browser, tmp_path):
         (docs / name).write_text(text)
     config = tmp_path / "mkdocs.yml"
     config.write_text(f"INHERIT: {ROOT / 'mkdocs.yml'}\ndocs_dir: {docs}\n"
-                      f"hooks:\n  - {ROOT / 'tools/site/hooks.py'}\n")
+                      f"hooks:\n  - {ROOT / 'tools/site/hooks.py'}\nwatch: []\n")
     site = tmp_path / "site"
     proc = _mkdocs_build(config, site)
     assert proc.returncode == 0, proc.stdout + proc.stderr
