@@ -124,7 +124,7 @@ def on_config(config):
     if "README.md" in pages:
         nav.append({"Course map": "README.md"})
     nav.append({"Lessons": lessons})
-    nav.extend(p for p in pages if p != "README.md" and p not in lessons)
+    nav.extend(sorted((p for p in pages if p != "README.md" and p not in lessons), key=str.lower))
     if _exercise_files():
         nav.append({"Exercises": "exercises/index.md"})
     config["nav"] = nav
