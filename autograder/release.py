@@ -97,7 +97,7 @@ def _pyproject(course_root: Path) -> str:
     project, options = config["project"], config["tool"]["pytest"]["ini_options"]
     extras = project.get("optional-dependencies", {})
     extras_text = "\n".join(f"{name} = {json.dumps(deps)}" for name, deps in extras.items()
-                            if name not in ("dev", "nbgrader"))
+                            if name not in ("dev", "nbgrader", "site"))
     text = (TEMPLATE / "pyproject.toml").read_text()
     for key, value in {"{version}": project.get("version", "0.1.0"),
                        "{dependencies}": _toml_list(project.get("dependencies", [])),
