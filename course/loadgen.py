@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Workload", "synthetic_workload", "read_workload", "poisson_arrivals", "run_load",
-           "load_metrics", "main"]
+           "load_lesson_module", "load_metrics", "knee_of", "main"]
 
 VOCAB_RANGE = (1000, 40000)  # token ids of the synthetic prompts: ordinary words of SmolLM2's
 QS = (50, 90, 99)             # the percentiles reported
@@ -130,27 +130,52 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _metrics_modules: dict = {}
 
 
-def load_metrics(impl: str):
-    """Lesson 17's ``metrics`` module of the implementation `impl`: ``exercises``,
-    ``solutions`` or a folder laid out like ``exercises/``.
+def load_lesson_module(impl: str, lesson: str, filename: str):
+    """``lessonNN/<filename>`` of the implementation `impl`: ``exercises``, ``solutions`` or a
+    folder laid out like ``exercises/``.
 
     The file is loaded under a private module name, as the engine loads its pieces, so this
-    does not touch ``exercises.lesson17`` in ``sys.modules`` (the tests' own selection).
+    does not touch ``exercises.lessonNN`` in ``sys.modules`` (the tests' own selection).
     """
     root = REPO_ROOT / impl if impl in ("exercises", "solutions") else Path(impl).expanduser()
-    file = root.resolve() / "lesson17" / "metrics.py"
+    file = root.resolve() / lesson / filename
     if not file.is_file():
         raise SystemExit(f"--impl {impl}: there is no {file}; give 'exercises', 'solutions' or "
-                         "a folder that holds lesson17/ (laid out like exercises/)")
+                         f"a folder that holds {lesson}/ (laid out like exercises/)")
     module = _metrics_modules.get(file)
     if module is None:
-        name = f"_course_loadgen_metrics{len(_metrics_modules)}"
+        name = f"_course_loadgen_{lesson}_{len(_metrics_modules)}"
         spec = importlib.util.spec_from_file_location(name, file)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         _metrics_modules[file] = module
     return module
+
+
+def load_metrics(impl: str):
+    """Lesson 17's ``metrics`` module of the implementation `impl`."""
+    return load_lesson_module(impl, "lesson17", "metrics.py")
+
+
+def knee_of(impl: str, runs: list[dict], key: str = "ttft_ms", q: int = 99):
+    """(knee rate, note): lesson 24's ``find_knee`` of the selected implementation on the
+    sweep's p99 TTFT against the arrival rate; the rate is None, with the reason in the note,
+    when the sweep has fewer than 3 finished rates or lesson 24's function is not usable."""
+    done = [r for r in runs if r.get("summary") and r["summary"][key].get(q, 0) > 0]
+    if len(done) < 3:
+        return None, "knee: a sweep of at least 3 rates (--rates) is needed to find one"
+    try:
+        find_knee = load_lesson_module(impl, "lesson24", "load.py").find_knee
+        knee = find_knee([r["rate_rps"] for r in done], [r["summary"][key][q] for r in done])
+    except SystemExit as err:
+        return None, f"knee: not marked ({err})"
+    except NotImplementedError as err:
+        return None, f"knee: not marked, lesson 24's find_knee is not written yet ({err})"
+    except ValueError as err:
+        return None, f"knee: none found on this sweep ({err})"
+    return float(knee), (f"knee: {float(knee):g} req/s (lesson 24's find_knee on p{q} "
+                         f"{key.split('_')[0].upper()})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +349,7 @@ def format_table(result: dict, slo_ttft_ms: float, slo_tpot_ms: float) -> str:
     return "\n".join(lines)
 
 
-def _plot(path: str, runs: list[dict]):
+def _plot(path: str, runs: list[dict], knee: float | None = None):
     from course.plot import Line, Marker, plot
 
     done = [r for r in runs if r.get("summary")]
@@ -340,6 +365,9 @@ def _plot(path: str, runs: list[dict]):
                 points.append(Marker(label, *xy[0]))
     if not lines and not points:
         raise SystemExit("--plot: no run finished a request; nothing to draw")
+    if knee is not None:
+        at = next(r for r in done if r["rate_rps"] == knee)
+        points.append(Marker("knee (p99 TTFT)", knee, at["summary"]["ttft_ms"][99]))
     return plot(path, lines=lines, points=points, title="Latency against load",
                 xlabel="arrival rate (requests/s)", ylabel="latency (ms)")
 
@@ -439,11 +467,15 @@ def main(argv: list[str] | None = None) -> dict:
               "slo": {"ttft_ms": args.slo_ttft_ms, "tpot_ms": args.slo_tpot_ms,
                       "target": args.slo_target},
               "runs": runs, "goodput_rps": goodput}
+    if len(runs) > 1:
+        knee, note = knee_of(args.impl, runs)
+        report["knee_rps"] = knee
+        print(note)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"results: {args.out}")
     if args.plot:
-        _plot(args.plot, runs)
+        _plot(args.plot, runs, report.get("knee_rps"))
         print(f"plot: {args.plot}")
     return report
 

@@ -522,3 +522,23 @@ def test_readme_serve_and_load_test_commands_parse():
     largs = loadgen.build_parser().parse_args(load[3:])
     assert largs.url == f"http://127.0.0.1:{args.port}", "the load test must target the server"
     assert largs.impl == "solutions"
+
+
+def test_loadgen_marks_the_knee_with_lesson_24s_find_knee(tmp_path):
+    """The sweep's knee comes from the selected implementation's lesson 24 (`find_knee` on p99
+    TTFT against the rate); untouched stubs or a short sweep leave it unmarked, with the
+    reason."""
+    from course import loadgen
+
+    def run(rate, p99):
+        return {"rate_rps": rate, "summary": {"ttft_ms": {50: p99 / 2, 99: p99},
+                                              "tpot_ms": {50: 5.0, 99: 6.0}}}
+
+    runs = [run(r, p) for r, p in ((1, 10.0), (2, 11.0), (3, 12.0), (4, 400.0), (5, 900.0))]
+    knee, note = loadgen.knee_of("solutions", runs)
+    assert knee == 3 and "knee: 3 req/s" in note  # Kneedle: the farthest below the chord
+    knee_stub, note_stub = loadgen.knee_of("exercises", runs)
+    assert knee_stub is None and "not written yet" in note_stub
+    assert loadgen.knee_of("solutions", runs[:2])[0] is None
+    drawn = loadgen._plot(str(tmp_path / "k.png"), runs, knee)
+    assert drawn.point("knee (p99 TTFT)").x == 3 and drawn.point("knee (p99 TTFT)").y == 12.0
