@@ -41,7 +41,9 @@ import traceback
 import zipfile
 from pathlib import Path
 
-from .engine import REPO_ROOT, GradingError, Limits, available_lessons, grade_target
+from .engine import REPO_ROOT, GradingError, Limits, grade_target
+from .engine.workspace import gradeable_lessons
+from .shared import CAPSTONE, module_lessons
 
 CONFIG = "gradescope.json"
 SOURCE_FOLDERS = ("autograder", "course", "hardware_fixtures")
@@ -89,15 +91,21 @@ cd "$ROOT/source/course" && exec "$PY" -m autograder.gradescope run --root "$ROO
 # -- building the bundle ----------------------------------------------------------------------
 
 def _lesson_names(values: list[str] | None, course_root: Path) -> list[str]:
-    known = available_lessons(course_root)
+    """The assignment: lessonNN names, and ``capstone`` (graded over the submission's lessons
+    02, 12, 13 and 18)."""
+    known = gradeable_lessons(course_root)
     if not values:
         return known
     wanted = []
     for value in values:
         for part in str(value).split(","):
+            if part.strip() == CAPSTONE:
+                wanted.append(CAPSTONE)
+                continue
             part = part.strip().removeprefix("lesson")
             if not part.isdigit():
-                raise GradingError(f"--lesson {value}: give lesson numbers, e.g. --lesson 12")
+                raise GradingError(f"--lesson {value}: give lesson numbers, e.g. --lesson 12, "
+                                   "or capstone")
             wanted.append(f"lesson{int(part):02d}")
     unknown = [lesson for lesson in wanted if lesson not in known]
     if unknown:
@@ -128,7 +136,7 @@ def build_bundle(out: Path, lessons: list[str] | None = None, course_root: Path 
         (course / "exercises").mkdir()
         shutil.copyfile(course_root / "exercises" / "__init__.py",
                         course / "exercises" / "__init__.py")
-        for lesson in lessons:
+        for lesson in module_lessons(lessons):  # the capstone's: the lessons of its pieces
             shutil.copytree(course_root / "exercises" / lesson, course / "exercises" / lesson,
                             ignore=ignore)
         config = {"lessons": lessons, "budget_s": budget_s, "timeout_s": timeout_s}
@@ -165,9 +173,11 @@ def layout_submission(submission: Path, dest: Path, lessons: list[str],
     Accepted layouts, searched in this order: ``lessonNN/`` folders anywhere up to three
     levels down (a clone of the release has them in ``exercises/``), else ``.py`` files whose
     names are modules of exactly one of the lessons. A module not sent stays the course's stub
-    (the engine grades every module; a stub scores zero on its tests).
+    (the engine grades every module; a stub scores zero on its tests). The capstone has no
+    folder of its own: it needs the lessons of its pieces.
     """
     submission, dest = Path(submission), Path(dest)
+    lessons = module_lessons(lessons)
     notes: list[str] = []
     for lesson in lessons:
         shutil.copytree(course_root / "exercises" / lesson, dest / lesson,
@@ -303,7 +313,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("gradescope", help="write the Gradescope autograder bundle (zip)")
     p.add_argument("out", help="the zip to write, e.g. lesson12-autograder.zip")
     p.add_argument("--lesson", action="append", metavar="N",
-                   help="the assignment's lessons (repeat, or 12,13; default: every lesson)")
+                   help="the assignment's lessons (repeat, or 12,13, or capstone; default: every "
+                        "lesson and the capstone)")
     p.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, metavar="S",
                    help="seconds all the tests of one submission may take together (default "
                         f"{DEFAULT_BUDGET_S:g}: inside Gradescope's default 10-minute timeout)")

@@ -222,6 +222,29 @@ def test_layout_accepts_loose_files_and_refuses_ambiguous_ones(tmp_path):
     assert (tmp_path / "out3" / "lesson01" / "model.py").read_text() == "STUB = True\n"
 
 
+def test_a_capstone_assignment_ships_and_lays_out_the_lessons_of_its_pieces(tmp_path):
+    """The capstone has no folder of its own: its bundle carries the stubs of lessons 02, 12,
+    13 and 18 and its graders, and a submission's folders of those lessons are graded for it
+    (grading itself is the engine's: tests/test_grading_engine.py and the capstone graders)."""
+    bundle = tmp_path / "capstone.zip"
+    gradescope.build_bundle(bundle, ["capstone"])
+    with zipfile.ZipFile(bundle) as zf:
+        names = set(zf.namelist())
+        config = json.loads(zf.read(gradescope.CONFIG))
+    assert config["lessons"] == ["capstone"]
+    assert "course/autograder/hidden/capstone/conftest.py" in names
+    for lesson in ("lesson02", "lesson12", "lesson13", "lesson18"):
+        assert f"course/exercises/{lesson}/__init__.py" in names
+    sub = tmp_path / "sub" / "exercises"
+    shutil.copytree(ROOT / "solutions" / "lesson18", sub / "lesson18")
+    notes = gradescope.layout_submission(tmp_path / "sub", tmp_path / "out", ["capstone"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
+        ["lesson02", "lesson12", "lesson13", "lesson18"]
+    assert (tmp_path / "out" / "lesson18" / "scheduler.py").read_text() == \
+        (ROOT / "solutions" / "lesson18" / "scheduler.py").read_text()
+    assert any(n.startswith("lesson12: not in the submission") for n in notes), notes
+
+
 def test_bad_bundle_requests_are_refused_in_plain_words(tmp_path):
     with pytest.raises(GradingError, match="zip"):
         gradescope.build_bundle(tmp_path / "bundle.tar", ["4"])
