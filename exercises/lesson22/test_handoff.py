@@ -49,7 +49,8 @@ def test_two_process_handoff_equals_colocated_decoding():
         shape = (CFG.n_layers, 6, 4, CFG.n_kv_heads, CFG.d_head)
         k, v = torch.zeros(shape), torch.zeros(shape)
         first = prefill_to_blocks(model, PROMPT, k, v, [4, 1, 5])
-        _, received = run_ranks(transport_rank, 2, k, v, [4, 1, 5], len(PROMPT), first, timeout=60)
+        _, received = run_ranks(transport_rank, 2, k, v, [4, 1, 5], len(PROMPT), first,
+                                timeout=120)
         k2, v2, mine, n_tokens, first2 = received
         assert (n_tokens, first2) == (len(PROMPT), first), \
             f"received n_tokens={n_tokens}, first_token={first2}; sent {len(PROMPT)}, {first}"

@@ -72,7 +72,7 @@ def test_protocol_header_then_payload():
     messages = [(torch.randint(0, 256, (1000,), generator=g, dtype=torch.uint8), 37, 0),
                 (torch.empty(0, dtype=torch.uint8), 0, 5),
                 (torch.randint(0, 256, (3,), generator=g, dtype=torch.uint8), 1, 95)]
-    _, got = run_ranks(protocol_rank, 2, messages, timeout=30)
+    _, got = run_ranks(protocol_rank, 2, messages, timeout=120)
     assert len(got) == len(messages)
     for i, ((payload, n, first), (p2, n2, f2)) in enumerate(zip(messages, got)):
         assert p2.dtype == torch.uint8 and p2.shape == payload.shape, (
@@ -98,7 +98,7 @@ def test_handoff_equals_colocated_decoding(model):
             first = prefill_to_blocks(model, prompt, k, v, blocks)
             sequences.append((k, v, blocks, len(prompt), first))
             expected.append(colocated(model, prompt, n_new))
-        _, received = run_ranks(transport_rank, 2, sequences, timeout=60)
+        _, received = run_ranks(transport_rank, 2, sequences, timeout=120)
         for prompt, want, (k2, v2, mine, n_tokens, first) in zip(prompts, expected, received):
             assert n_tokens == len(prompt), f"received n_tokens {n_tokens} for a {len(prompt)}-token prompt"
             got = decode_after_handoff(model, k2, v2, mine, n_tokens, first, n_new)
