@@ -232,6 +232,11 @@ def test_a_capstone_assignment_ships_and_lays_out_the_lessons_of_its_pieces(tmp_
         names = set(zf.namelist())
         config = json.loads(zf.read(gradescope.CONFIG))
     assert config["lessons"] == ["capstone"]
+    assert config["budget_s"] == gradescope.BUDGET_PER_LESSON_S  # per lesson: never a squeeze
+    gradescope.build_bundle(tmp_path / "three.zip", ["2,3", "4"])
+    with zipfile.ZipFile(tmp_path / "three.zip") as zf:
+        assert json.loads(zf.read(gradescope.CONFIG))["budget_s"] == \
+            3 * gradescope.BUDGET_PER_LESSON_S
     assert "course/autograder/hidden/capstone/conftest.py" in names
     for lesson in ("lesson02", "lesson12", "lesson13", "lesson18"):
         assert f"course/exercises/{lesson}/__init__.py" in names
