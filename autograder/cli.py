@@ -7,7 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from . import report, sync
+from . import notebooks, report, sync
 from .engine import REPO_ROOT, GradingError, Limits, grade_target
 
 # Modules of this package that add a subcommand through a register(subparsers) function.
@@ -70,17 +70,24 @@ def cmd_sync(args: argparse.Namespace) -> int:
     lessons = _lessons(args.lesson)
     if args.check:
         lines = sync.diff(root, lessons)
+        notebook_lines = notebooks.diff(root, lessons)
+        sys.stdout.writelines(lines + notebook_lines)
         if lines:
-            sys.stdout.writelines(lines)
             print("\nexercises/ is out of step with solutions/: run `autograder sync` "
                   "(never edit exercises/ by hand).", file=sys.stderr)
+        if notebook_lines:
+            print("\nnotebooks/*.ipynb are out of step with their sources notebooks/*.py: run "
+                  "`autograder sync` (edit the .py, never the .ipynb).", file=sys.stderr)
+        if lines or notebook_lines:
             return 1
-        print("exercises/ is in step with solutions/.")
+        print("exercises/ is in step with solutions/, and notebooks/ with its sources.")
         return 0
-    changed = sync.write(root, lessons)
+    changed = [f"exercises/{rel}" for rel in sync.write(root, lessons)]
+    changed += [str(rel) for rel in notebooks.write(root, lessons)]
     for rel in changed:
-        print(f"wrote exercises/{rel}")
-    print(f"{len(changed)} file(s) changed." if changed else "exercises/ was already in step.")
+        print(f"wrote {rel}")
+    print(f"{len(changed)} file(s) changed." if changed else "exercises/ and notebooks/ were "
+          "already in step.")
     return 0
 
 
@@ -117,9 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: TARGET-grades next to TARGET)")
     grade.set_defaults(func=cmd_grade)
 
-    syn = sub.add_parser("sync", help="generate exercises/ from solutions/")
+    syn = sub.add_parser("sync", help="generate exercises/ from solutions/ and notebooks/*.ipynb from their sources")
     syn.add_argument("--check", action="store_true",
-                     help="fail with a diff if exercises/ is stale or edited by hand")
+                     help="fail with a diff if exercises/ or a notebook is stale or edited by hand")
     syn.add_argument("--lesson", action="append", metavar="N",
                      help="only these lessons (repeat, or 12,13)")
     syn.add_argument("--root", default=str(REPO_ROOT), help=argparse.SUPPRESS)
@@ -139,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (GradingError, sync.SyncError) as exc:
+    except (GradingError, sync.SyncError, notebooks.NotebookError) as exc:
         print(f"autograder: {exc}", file=sys.stderr)
         return 2
 

@@ -50,7 +50,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import sync
+from . import notebooks, sync
 from .engine import REPO_ROOT, GradingError, available_lessons
 
 TEMPLATE = Path(__file__).resolve().parent / "release_template"
@@ -59,7 +59,8 @@ COPIED = ("learning", "course", "hardware_fixtures")
 # lesson 03. Only the hidden graders use it; nothing the release ships may import it.
 INSTRUCTOR_ONLY = ("course/llama_reference.py",)
 # The learner's side of autograder/: the tests' --impl plugin and the self-check.
-LEARNER_MODULES = ("pytest_impl.py", "shared.py", "selfcheck.py")  # shared.py: what pytest_impl imports
+# lab.py: what the learner notebooks call (setup, plots, the visible tests).
+LEARNER_MODULES = ("pytest_impl.py", "shared.py", "selfcheck.py", "lab.py")  # shared.py: what pytest_impl imports
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info",
                                  ".pytest_cache", ".hypothesis")
 
@@ -137,6 +138,10 @@ def build_release(out: Path, course_root: Path = REPO_ROOT, lessons: list[str] |
             raise GradingError("exercises/ is out of step with solutions/ (run `autograder "
                                "sync`); a release must not publish stale stubs:\n"
                                + "".join(stale[:20]))
+        stale = notebooks.diff(course_root, lessons)
+        if stale:
+            raise GradingError("a notebook is out of step with its source (run `autograder "
+                               "sync`):\n" + "".join(stale[:20]))
     out.mkdir(parents=True, exist_ok=True)
     (out / "exercises").mkdir()
     shutil.copyfile(course_root / "exercises" / "__init__.py", out / "exercises" / "__init__.py")
@@ -151,6 +156,13 @@ def build_release(out: Path, course_root: Path = REPO_ROOT, lessons: list[str] |
     for name in COPIED:
         if (course_root / name).is_dir():
             shutil.copytree(course_root / name, out / name, ignore=ignore)
+    # The learner notebooks of the released lessons (not their sources: the .ipynb is the
+    # learner's to edit).
+    for lesson in lessons:
+        notebook = course_root / notebooks.NOTEBOOK_DIR / f"{lesson}.ipynb"
+        if notebook.is_file():
+            (out / notebooks.NOTEBOOK_DIR).mkdir(exist_ok=True)
+            shutil.copyfile(notebook, out / notebooks.NOTEBOOK_DIR / notebook.name)
     (out / "autograder").mkdir()
     shutil.copyfile(TEMPLATE / "autograder_init.py", out / "autograder" / "__init__.py")
     for name in LEARNER_MODULES:
@@ -406,6 +418,21 @@ def graded_functions(course_root: Path = REPO_ROOT) -> list[GradedFunction]:
     return found
 
 
+def _python_sources(release: Path):
+    """(relative path, Python text) of every .py file of the release and of the code cells of
+    every notebook (joined, in order): what the release runs."""
+    for path in sorted(release.rglob("*")):
+        if path.suffix == ".py" and path.is_file():
+            yield path.relative_to(release), path.read_text(errors="replace")
+        elif path.suffix == ".ipynb" and path.is_file():
+            try:
+                cells = json.loads(path.read_text(errors="replace")).get("cells", [])
+            except ValueError:
+                continue
+            yield path.relative_to(release), "\n\n".join(
+                "".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code")
+
+
 def find_implementations(release: Path, course_root: Path = REPO_ROOT) -> list[str]:
     """Functions of the release that implement a graded function: named like one outside
     ``exercises/``, or holding most of the code of its solution region."""
@@ -413,9 +440,7 @@ def find_implementations(release: Path, course_root: Path = REPO_ROOT) -> list[s
     names = {g.qualname: g.where for g in graded}
     regions = [g for g in graded if len(g.shingles) >= MIN_SHINGLES]
     found = []
-    for path in sorted(Path(release).rglob("*.py")):
-        rel = path.relative_to(release)
-        text = path.read_text(errors="replace")
+    for rel, text in _python_sources(Path(release)):
         try:
             tree = ast.parse(text)
         except SyntaxError:
@@ -442,9 +467,9 @@ def find_missing_imports(release: Path) -> list[str]:
     release = Path(release)
     own = ("course", "autograder", "hardware_fixtures", "exercises")
     missing = []
-    for path in sorted(release.rglob("*.py")):
+    for rel, text in _python_sources(release):
         try:
-            tree = ast.parse(path.read_text(errors="replace"))
+            tree = ast.parse(text)
         except SyntaxError:
             continue
         for node in ast.walk(tree):
@@ -466,7 +491,7 @@ def find_missing_imports(release: Path) -> list[str]:
                             init.is_file() and re.search(rf"\b{parts[-1]}\b",
                                                          init.read_text(errors="replace")))):
                         continue  # ``from course.x import name``: a name, not a module
-                    missing.append(f"{path.relative_to(release)}:{node.lineno} imports "
+                    missing.append(f"{rel}:{node.lineno} imports "
                                    f"{module}, which the release does not hold")
                     break  # its names are missing with it
     return missing

@@ -40,11 +40,14 @@ def built(tmp_path_factory):
 def test_release_holds_what_learners_need_and_nothing_else(built):
     top = {p.name for p in built.iterdir()}
     assert top == {"exercises", "learning", "course", "hardware_fixtures", "autograder",
-                   "README.md", "pyproject.toml", ".gitignore", ".github"}, top
+                   "notebooks", "README.md", "pyproject.toml", ".gitignore", ".github"}, top
     assert {p.name for p in (built / "autograder").iterdir()} == {"__init__.py",
                                                                   "pytest_impl.py",
                                                                   "shared.py",
-                                                                  "selfcheck.py"}
+                                                                  "selfcheck.py", "lab.py"}
+    # The learner notebooks, generated, without their sources (the .ipynb is the learner's).
+    assert sorted(p.name for p in (built / "notebooks").iterdir()) == sorted(
+        p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
     assert not (built / "course" / "llama_reference.py").exists(), "the instructor's oracle"
     assert {p.name for p in (built / "course").glob("*.py")} == {
         p.name for p in (ROOT / "course").glob("*.py")} - {"llama_reference.py"}
