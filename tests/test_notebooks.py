@@ -119,3 +119,65 @@ def test_notebook_stops_at_the_first_stub(lesson, monkeypatch):
         f"the first stub reached is not one of {lesson}'s: {error.evalue}"
     assert failed[0] >= 1, "the setup cell itself failed"
     assert json.dumps(nb.metadata.get("course", {})), "course metadata present"
+
+
+# -- the converter and the notebook helper ------------------------------------------------------
+
+def test_percent_source_converts_to_the_same_bytes_every_time():
+    source = "# %% [markdown]\n# # Title\n#\n# text\n\n# %%\nx = 1\n\n\n# %%\nprint(x)\n"
+    first = notebooks.to_ipynb(source, "lesson99")
+    assert first == notebooks.to_ipynb(source, "lesson99")
+    nb = json.loads(first)
+    assert [c["cell_type"] for c in nb["cells"]] == ["markdown", "code", "code"]
+    assert "".join(nb["cells"][0]["source"]) == "# Title\n\ntext"
+    assert "".join(nb["cells"][1]["source"]) == "x = 1"
+    assert [c["id"] for c in nb["cells"]] == ["lesson99-00", "lesson99-01", "lesson99-02"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None
+               for c in nb["cells"] if c["cell_type"] == "code")
+
+
+@pytest.mark.parametrize("source,message", [
+    ("x = 1\n# %%\ny = 2\n", "before the first"),
+    ("# %% [markdown]\nnot a comment\n", "start with '#'"),
+    ("# %% [raw]\n# x\n", "unknown cell kind"),
+    ("# %%\n\n# %%\nx = 1\n", "empty code cell"),
+    ("\n\n", "no cells"),
+])
+def test_a_broken_source_is_refused_with_the_line(source, message):
+    with pytest.raises(notebooks.NotebookError, match=message):
+        notebooks.to_ipynb(source, "lesson99", "notebooks/lesson99.py")
+
+
+def test_a_hand_edited_notebook_is_reported(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "lesson07.py").write_text("# %% [markdown]\n# # T\n# %%\nx = 1\n")
+    assert notebooks.write(tmp_path) == [Path("notebooks/lesson07.ipynb")]
+    assert notebooks.diff(tmp_path) == []
+    path = tmp_path / "notebooks" / "lesson07.ipynb"
+    path.write_text(path.read_text().replace("x = 1", "x = 2"))
+    assert any("x = 2" in line for line in notebooks.diff(tmp_path))
+    (tmp_path / "notebooks" / "lesson07.py").unlink()  # a notebook without a source goes
+    assert notebooks.write(tmp_path) == [Path("notebooks/lesson07.ipynb")]
+    assert not path.exists()
+
+
+def test_lab_refuses_a_badly_named_lesson():
+    from autograder import lab
+
+    for bad in ("12", "lesson1", "Lesson12", 12):
+        with pytest.raises(ValueError, match="lessonNN"):
+            lab.setup(bad)
+
+
+@pytest.mark.parametrize("impl,code,says", [("solutions", 0, "all visible tests pass"),
+                                            ("exercises", 1, "some visible tests fail")])
+def test_lab_runs_the_visible_tests_and_says_how_they_went(impl, code, says, monkeypatch,
+                                                           capsys):
+    from autograder import lab
+
+    monkeypatch.setenv("COURSE_IMPL", impl)
+    monkeypatch.delenv("COURSE_NOTEBOOK_TESTS", raising=False)
+    monkeypatch.setattr(lab, "_state", {})
+    assert lab.run_tests("lesson12", "-k", "waste") == code
+    out = capsys.readouterr().out
+    assert says in out and ("passed" in out if code == 0 else "failed" in out), out[-2000:]
