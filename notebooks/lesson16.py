@@ -20,7 +20,8 @@ setup("lesson16")
 # %%
 import torch
 
-from exercises.lesson16.fp8 import DTYPES, FORMATS, fp8_dequantize, fp8_limits, fp8_quantize
+from exercises.lesson16.fp8 import (DTYPES, FORMATS, GRANULARITIES, fp8_dequantize, fp8_limits,
+                                    fp8_quantize)
 
 print(f"{'format':6} {'E, M, bias':>10} {'max':>9} {'torch max':>10} {'min normal':>11} "
       f"{'torch tiny':>11} {'min subnormal':>14}")
@@ -42,11 +43,11 @@ gen = torch.Generator().manual_seed(0)
 sizes = torch.logspace(-5, 0, 6)[:, None]
 x = torch.randn(6, 16, generator=gen) * sizes
 print("row sizes (max |x| per row):", " ".join(f"{v:.0e}" for v in x.abs().amax(dim=1).tolist()))
-for granularity in ("per_tensor", "per_token", "per_channel"):
-    q, scale = fp8_quantize(x, "e4m3", granularity)
-    back = fp8_dequantize(q, scale)
+for gran in GRANULARITIES:
+    q8, s8 = fp8_quantize(x, "e4m3", gran)
+    back = fp8_dequantize(q8, s8)
     rel = ((back - x).abs().amax(dim=1) / x.abs().amax(dim=1)).tolist()
-    print(f"{granularity:11} q {q.dtype}, scale shape {str(tuple(scale.shape)):8}; "
+    print(f"{gran:11} q {q8.dtype}, scale shape {str(tuple(s8.shape)):8}; "
           "row errors / row max: " + " ".join(f"{r:.3f}" for r in rel))
 
 # %% [markdown]

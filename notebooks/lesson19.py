@@ -108,8 +108,8 @@ x = torch.randn(2, seq, d_model, generator=g)
 wq, wo = torch.randn(4 * d_head, d_model, generator=g), torch.randn(d_model, 4 * d_head, generator=g)
 wk, wv = torch.randn(2 * d_head, d_model, generator=g), torch.randn(2 * d_head, d_model, generator=g)
 q, k, v = ((x @ m.T).view(2, seq, -1, d_head).transpose(1, 2) for m in (wq, wk, wv))
-attn = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-unsharded = attn.transpose(1, 2).reshape(2, seq, -1) @ wo.T
+heads_out = F.scaled_dot_product_attention(q, k, v, enable_gqa=True, is_causal=True)
+unsharded = heads_out.transpose(1, 2).reshape(2, seq, -1) @ wo.T
 print("attention (4 q, 2 KV heads) on 2 ranks:")
 for rank, (out, calls) in enumerate(run_ranks(attention_rank, 2, x, wq, wk, wv, wo, d_head)):
     print(f"  rank {rank}: output {tuple(out.shape)}, max |TP - unsharded| = "
