@@ -82,7 +82,7 @@ data = serialize_kv_blocks(k, v, table, n_tokens)
 payload = 2 * n_layers * 3 * block_size * n_kv * d_head * 2
 print(f"message: {len(data)} B, of which {payload} B are K and V blocks; "
       f"the whole cache would be {2 * k.numel() * 2} B")
-k2, v2 = torch.zeros(n_layers, 6, block_size, n_kv, d_head, dtype=torch.bfloat16), None
+k2 = torch.zeros(n_layers, 6, block_size, n_kv, d_head, dtype=torch.bfloat16)  # the receiver's
 v2 = torch.zeros_like(k2)
 got = deserialize_kv_blocks(data, k2, v2, [1, 3, 2])
 same = all(torch.equal(k2[:, dst].view(torch.int16), k[:, src].view(torch.int16))
@@ -90,7 +90,8 @@ same = all(torch.equal(k2[:, dst].view(torch.int16), k[:, src].view(torch.int16)
            for src, dst in zip([4, 0, 5], [1, 3, 2]))
 print(f"received n_tokens = {got}; blocks equal bit for bit: {same}; "
       f"untouched receiver blocks still zero: {bool((k2[:, [0, 4, 5]] == 0).all())}")
-broken = {"one byte flipped": data[:60] + bytes([data[60] ^ 1]) + data[61:],
+middle = len(data) // 2  # a byte of the K payload
+broken = {"one byte flipped": data[:middle] + bytes([data[middle] ^ 1]) + data[middle + 1:],
           "cut off": data[:-10]}
 for name, bad in broken.items():
     try:
