@@ -115,8 +115,7 @@ for chunk in (3, 5, 1, 9, 2):
 # Accumulated attention for a 20-token cache where a few tokens draw most of it. With a budget of
 # 8 and the 4 most recent always kept, `h2o_keep` should keep the 4 highest-scoring older
 # tokens; with 1 sink as well (head 1), the first token too, in place of its weakest hitter.
-# Two rows (two heads) decide separately, and
-# equal scores go to the earlier position.
+# Two rows (two heads) decide separately, and equal scores go to the earlier position.
 
 # %%
 from exercises.lesson23.window import h2o_keep
