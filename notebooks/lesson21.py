@@ -52,16 +52,16 @@ capacity = expert_capacity(4, 3, 2, 0.75)
 print("the worked example (4 tokens, 3 experts, top-2, factor 0.75):", capacity, "rows")
 
 x = torch.arange(1.0, 5.0)[:, None] * torch.ones(4, 2)  # token t's vector is (t + 1, t + 1)
-expert_ids = torch.tensor([[0, 1], [1, 0], [0, 2], [0, 1]])
-buffers, slots, dropped = dispatch(x, expert_ids, n_experts=3, capacity=capacity)
+choices = torch.tensor([[0, 1], [1, 0], [0, 2], [0, 1]])  # the lesson's table
+buffers, slots, dropped = dispatch(x, choices, n_experts=3, capacity=capacity)
 print("buffers shape:", tuple(buffers.shape))
 for t in range(4):
     cells = [f"expert {int(e)}: " + ("dropped" if int(s) < 0 else f"row {int(s)}")
-             for e, s in zip(expert_ids[t], slots[t])]
+             for e, s in zip(choices[t], slots[t])]
     print(f"token {t}: 1st {cells[0]:18} 2nd {cells[1]}")
 print("token + 1 held in each row of each expert (0 = empty):")
 print(buffers[..., 0].long())
-back = combine(buffers, expert_ids, slots, torch.full((4, 2), 0.5))  # experts = identity
+back = combine(buffers, choices, slots, torch.full((4, 2), 0.5))  # experts = identity
 print("combine with identity experts and weights 0.5, first channel:", back[:, 0].tolist())
 
 # %% [markdown]

@@ -154,9 +154,9 @@ events = simulate("colocated", [0.0, 0.05, 0.06], [1000, 1000, 500], [3, 3, 3], 
 for e in events[:8]:
     print(f"  t = {1e3 * e.time_s:6.1f} ms  request {e.request}  {e.kind}")
 print(f"  ... ({len(events)} events)")
-ttfts, itls = latencies(events)
-print("TTFTs (ms):", [round(1e3 * t, 1) for t in ttfts])
-print("ITLs (ms): ", [round(1e3 * t, 1) for t in itls])
+ttft_s, itl_s = latencies(events)
+print("TTFTs (ms):", [round(1e3 * t, 1) for t in ttft_s])
+print("ITLs (ms): ", [round(1e3 * t, 1) for t in itl_s])
 
 rates = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 rows = {rate: colocated_vs_disagg(rate, 200, 1000, 100, cost, seed=0) for rate in rates}
