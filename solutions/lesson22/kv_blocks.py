@@ -125,12 +125,17 @@ def deserialize_kv_blocks(data: bytes, k_dest: torch.Tensor, v_dest: torch.Tenso
     (header_len,) = struct.unpack_from("<I", data, 4)
     if 8 + header_len + 4 > len(data):
         raise ValueError(f"truncated message: header of {header_len} B in {len(data)} B")
-    header = json.loads(data[8:8 + header_len].decode())
-    dtype = getattr(torch, header["dtype"])
-    shape = header["block_shape"]
-    ids = header["block_ids"]
-    n_blocks = len(ids)
-    numel = n_blocks * shape[0] * shape[1] * shape[2] * shape[3]
+    try:  # a damaged header must not surface as a KeyError or a JSON error
+        header = json.loads(data[8:8 + header_len].decode())
+        dtype = getattr(torch, header["dtype"]) if header["dtype"] in DTYPES else None
+        shape = [int(n) for n in header["block_shape"]]
+        ids = header["block_ids"]
+        n_blocks = len(ids)
+        numel = n_blocks * shape[0] * shape[1] * shape[2] * shape[3]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ValueError(f"corrupted message: the header is not a KV block header ({exc})") from None
+    if dtype is None:
+        raise ValueError(f"corrupted message: unknown dtype {header['dtype']!r} in the header")
     one = numel * torch.empty((), dtype=dtype).element_size()
     start = 8 + header_len
     if len(data) != start + 2 * one + 4:
