@@ -50,8 +50,8 @@ print(f"{'GPU':<28} | {'BF16 ridge':>10} | {'FP8 ridge':>10}   (FLOP/byte)")
 for name in hf.names():
     spec = hf.load(name)
     cells = []
-    for dtype in ("bf16", "fp8"):
-        cells.append(f"{ridge_point(spec, dtype):10.0f}" if dtype in spec.peak_flops_per_s
+    for dt in ("bf16", "fp8"):
+        cells.append(f"{ridge_point(spec, dt):10.0f}" if dt in spec.peak_flops_per_s
                      else f"{'(none)':>10}")
     print(f"{spec.name:<28} | {cells[0]} | {cells[1]}")
 
@@ -125,10 +125,10 @@ times = [ops[0].nbytes / cal["copy_bytes_per_s"], ops[1].flops / cal["bf16_gemm_
 report = roofline_report(ops, times, H100)
 print(f"{'operator':<28} | {'FLOP/B':>7} | {'time':>9} | {'achieved':>13} | {'roof':>13} | "
       f"fraction | side")
-for p in report:
-    print(f"{p.name:<28} | {p.intensity:7.1f} | {p.time_s * 1e6:6.1f} us | "
-          f"{p.achieved_flops / 1e12:7.2f} TFLOP/s | {p.roof_flops / 1e12:7.2f} TFLOP/s | "
-          f"{p.fraction:8.2f} | {p.bound}")
+for row in report:
+    print(f"{row.name:<28} | {row.intensity:7.1f} | {row.time_s * 1e6:6.1f} us | "
+          f"{row.achieved_flops / 1e12:7.2f} TFLOP/s | {row.roof_flops / 1e12:7.2f} TFLOP/s | "
+          f"{row.fraction:8.2f} | {row.bound}")
 
 # %% [markdown]
 # ## A point above its roof

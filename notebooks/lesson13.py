@@ -206,14 +206,14 @@ class RadixEngine:
 
 def hash_engine_reuse(capacity):
     pool, reused = HashPrefixCache(capacity, BLOCK), 0
-    for prompt in trace:
-        table, cached = pool.allocate(prompt)
+    for request in trace:
+        table, cached = pool.allocate(request)
         pool.free(table)
         reused += cached
     return reused
 
 
-total = sum(len(p) for p in trace)
+total = sum(map(len, trace))
 capacities = [48, 64, 96, 128, 192, 256, 320, 384, 512]
 radix_share, hash_share = [], []
 for capacity in capacities:

@@ -185,8 +185,9 @@ for name, draft in [("the target itself", table_model(0)), ("another table model
 runs = []
 for global_seed in (1, 2):
     torch.manual_seed(global_seed)
+    seeded = torch.Generator().manual_seed(5)
     runs.append(spec_decode(target, table_model(1), prompt, 16, 3, temperature=0.7,
-                            generator=torch.Generator().manual_seed(5)))
+                            generator=seeded))
 print("temperature 0.7, seed 5:", runs[0])
 print("same tokens under another global seed:", runs[0] == runs[1])
 
@@ -214,7 +215,7 @@ if model is not None:
     torch.set_num_threads(1)  # batch-1 decode of a small model: more threads only contend
     for text, n_new in [("red, green, blue, red, green, blue, red, green, blue, red,", 24),
                         ("The capital of France is", 8)]:
-        ids = torch.tensor(tok.encode(text))
+        ids = torch.tensor(tok.encode(text), dtype=torch.long)
         calls = []
         got = spec_decode(counted(hf_logits_fn(model), calls),
                           prompt_lookup_draft(model.config.vocab_size), ids, n_new, 4)

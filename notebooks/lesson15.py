@@ -40,34 +40,29 @@ for label, g, sb, zb in [("groups of 128, BF16 scale and zero", 128, 2, 2),
 
 # %% [markdown]
 # ## The saving lasts while the product is memory-bound
-# The time of `x @ W.T` at the H200's roof (the larger of the compute time and the weight-read
-# time) against the number of tokens M, in BF16 and in W4A16 with groups of 128. The int4 curve
-# turns upward first, where the int4 product reaches the ridge and becomes compute-bound; from
-# where the BF16 product reaches it too, the two curves are one: 4-bit weights buy no time there.
+# With M tokens, `x @ W.T` does `2 M N K` FLOPs over the same weight bytes, so its intensity
+# grows with M: the plot draws it for the BF16 weight and for the int4 one (groups of 128),
+# against the H200's ridge. Below the ridge the product's time is the weight read, where 4-bit
+# weights help; the int4 product reaches the ridge at fewer tokens, and past the ridge the
+# arithmetic sets the time, so fewer bytes buy nothing more.
 
 # %%
 from course.plot import Line, Marker
 
 w4 = w4_bytes(N, K, 128)
-tokens = [1024 ** (i / 199) for i in range(200)]  # 1 to 1,024, evenly spaced on a log axis
-
-
-def roof_time_us(m, weight_bytes):
-    return max(2 * m * N * K / PEAK, weight_bytes / BW) * 1e6
-
-
-ridge = PEAK / BW
-marks = []
-for label, nbytes in [("BF16", bf16), ("W4A16", w4)]:
-    m_ridge = ridge * nbytes / (2 * N * K)  # tokens at which 2 M N K / bytes reaches the ridge
-    print(f"{label}: {2 * N * K / nbytes:.2f} FLOP/byte per token; compute-bound from about "
-          f"{m_ridge:.0f} tokens")
-    marks.append(Marker(f"{label} reaches the ridge", m_ridge, roof_time_us(m_ridge, nbytes)))
-data = show_plot("w4_roof_time",
-                 lines=[Line("BF16 weight", tokens, [roof_time_us(m, bf16) for m in tokens]),
-                        Line("W4A16, g = 128", tokens, [roof_time_us(m, w4) for m in tokens])],
-                 points=marks, xlabel="tokens M", ylabel="time at the roof (us)",
-                 title="4096 x 4096 projection on an H200: time at the roof", loglog=True)
+tokens = [2 ** i for i in range(11)]
+ridge = PEAK / BW  # FLOP/byte where the H200's two roofs meet (lesson 11)
+lines, marks = [], []
+for label, nbytes in [("BF16 weight", bf16), ("W4A16, g = 128", w4)]:
+    per_token = 2 * N * K / nbytes  # FLOP/byte that each token adds
+    print(f"{label}: {per_token:.2f} FLOP/byte per token; reaches the ridge "
+          f"({ridge:.0f} FLOP/byte) at about {ridge / per_token:.0f} tokens")
+    lines.append(Line(label, tokens, [m * per_token for m in tokens]))
+    marks.append(Marker(f"{label}: {ridge / per_token:.0f} tokens", ridge / per_token, ridge))
+lines.append(Line("H200 ridge, BF16", (tokens[0], tokens[-1]), (ridge, ridge)))
+data = show_plot("w4_intensity", lines=lines, points=marks, xlabel="tokens M",
+                 ylabel="arithmetic intensity (FLOP/byte)",
+                 title="4096 x 4096 projection: intensity against tokens", loglog=True)
 
 # %% [markdown]
 # ## Packing eight nibbles into an int32
