@@ -235,9 +235,11 @@ data = show_plot("reuse_vs_capacity",
 # The same trace sent to 3 replicas, each with its own radix cache and a pool large enough to
 # never evict. A replica's load here is the number of requests it has been sent so far. Read the
 # last column, the chats whose turns landed on more than one replica (each move loses that
-# chat's cached history): at gap 0 the router balances first and chats scatter; a gap too large
-# for the bound to matter sends everything to one replica; in between, watch how the reuse
-# and the spread of requests trade against each other.
+# chat's cached history). At gap 0 the router balances first and chats scatter; a gap too large
+# for the bound to matter sends everything to one replica. A small gap keeps chats together with
+# even load, while a larger finite one can do worse than both ends: the replica holding the
+# shared system prompt takes the new chats until the bound stops it, and their later turns are
+# then pushed away from their history.
 
 # %%
 from exercises.lesson13.routing import Replica, route
