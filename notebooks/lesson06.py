@@ -56,7 +56,7 @@ for cfg in MODELS:
 # ## What the KV cache weighs
 # Bytes per token for each model, and the cache of one sequence as its context grows: a
 # straight line on log-log axes, whose height is set by `n_layers x n_kv_heads x d_head`. The
-# dotted level is what one H100 SXM has left for the cache after Llama-3-8B's bf16 weights (90%
+# flat line is what one H100 SXM has left for the cache after Llama-3-8B's bf16 weights (90%
 # of its memory planned), so you can read off where a single long sequence of each model would
 # stop fitting.
 
