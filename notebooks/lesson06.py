@@ -31,9 +31,8 @@ MODELS = [SMOLLM2_135M, LLAMA2_7B, LLAMA3_8B]
 print(f"{'model':24} {'num_params':>15} {'sum of tensor sizes':>20}  equal")
 for cfg in MODELS:
     shapes = weight_shapes(cfg)
-    counted = sum(math.prod(s) for s in shapes.values())
-    if cfg.tie_embeddings:
-        counted -= math.prod(shapes["lm_head.weight"])
+    head = math.prod(shapes["lm_head.weight"]) if cfg.tie_embeddings else 0  # counted once
+    counted = sum(math.prod(s) for s in shapes.values()) - head
     mine = num_params(cfg)
     print(f"{cfg.name:24} {mine:15,} {counted:20,}  {mine == counted}")
 

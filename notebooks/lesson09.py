@@ -218,10 +218,10 @@ show_plot("open_vs_closed", lines=[Line("open loop (simulated)", loads, [m * 1e3
 # Compare the two p99s.
 
 # %%
-service = [0.001] * 10_000
-service[5_000] = 1.0
-closed = torch.tensor(closed_loop_latencies(4, 0.0, service))
-open_ = torch.tensor(open_loop_latencies(poisson_arrivals(500.0, 10_000, seed=0), service))
+stalled = [1e-3] * 10_000  # seconds of service per request
+stalled[5000] = 1.0        # the stall
+closed = torch.tensor(closed_loop_latencies(4, 0.0, stalled))
+open_ = torch.tensor(open_loop_latencies(poisson_arrivals(500.0, 10_000, seed=0), stalled))
 for name, lat in (("closed loop, 4 users", closed), ("open loop, 500/s", open_)):
     print(f"{name:22} p50 {lat.quantile(0.5).item() * 1e3:7.2f} ms   p99 "
           f"{lat.quantile(0.99).item() * 1e3:7.2f} ms   over 100 ms: {int((lat > 0.1).sum())}")

@@ -190,8 +190,7 @@ want = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=pad)
 want[lengths == 0] = 0.0  # an all-masked row: SDPA gives NaN; the lesson's answer is zeros
 for n_splits in (1, 4, 7, 64):
     out = split_kv_decode(qd, kd, vd, n_splits, lengths=lengths)
-    chunk = -(-S // n_splits)
-    print(f"n_splits {n_splits:3d} (chunks of {chunk:2d}): output {tuple(out.shape)}, "
+    print(f"n_splits {n_splits:3d} (chunks of {math.ceil(S / n_splits):2d}): output {tuple(out.shape)}, "
           f"max error {(out - want).abs().max():.2e}, NaN: {bool(out.isnan().any())}, "
           f"length-0 row all zeros: {bool((out[2] == 0).all())}")
 
