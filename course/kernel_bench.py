@@ -347,21 +347,23 @@ def _run_fp8(fns, shape, quick):
     q, k, v, k_cache, v_cache, tables, lens = _paged_inputs(batch, tokens, seed=1)
     del k, v
     gen = torch.Generator(device="cuda").manual_seed(2)
-    # an FP8 cache with a scale per token and KV head (random values and scales: the kernel is
-    # checked against SDPA on exactly the numbers they stand for)
+    # an FP8 cache with a scale per token and KV head; the scales are powers of two, so the
+    # tokens they stand for are exact in bf16 (torch.ldexp) and SDPA sees the same numbers
     k8 = k_cache.to(torch.float8_e4m3fn)
     v8 = v_cache.to(torch.float8_e4m3fn)
     del k_cache, v_cache
-    ks = torch.rand(k8.shape[:3], device="cuda", generator=gen) * 0.5 + 0.75
-    vs = torch.rand(v8.shape[:3], device="cuda", generator=gen) * 0.5 + 0.75
+    k_exp = torch.randint(-1, 2, k8.shape[:3], device="cuda", generator=gen)
+    v_exp = torch.randint(-1, 2, v8.shape[:3], device="cuda", generator=gen)
+    ks, vs = torch.exp2(k_exp.float()), torch.exp2(v_exp.float())
     n_blocks = k8.shape[0]
     per_seq = tokens // BLOCK
-    # the dequantized tokens in the dense layout, for SDPA
-    order = tables.long().view(-1)
-    kd = (k8[order].float() * ks[order][..., None]).bfloat16()
-    vd = (v8[order].float() * vs[order][..., None]).bfloat16()
-    kd = kd.view(batch, per_seq * BLOCK, KV_HEADS, D_HEAD).transpose(1, 2).contiguous()
-    vd = vd.view(batch, per_seq * BLOCK, KV_HEADS, D_HEAD).transpose(1, 2).contiguous()
+
+    def dense(c8, exps):          # [blocks, 16, kv, d] in table order -> [batch, kv, tokens, d]
+        order = tables.long().view(-1)
+        x = torch.ldexp(c8.to(torch.bfloat16)[order], exps[order].unsqueeze(-1).to(torch.bfloat16))
+        return x.view(batch, per_seq * BLOCK, KV_HEADS, D_HEAD).transpose(1, 2).contiguous()
+
+    kd, vd = dense(k8, k_exp), dense(v8, v_exp)
     assert n_blocks == batch * per_seq
     q4 = q[:, :, None]
     want = _sdpa(q4, kd, vd)[:, :, 0]

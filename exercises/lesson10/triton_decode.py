@@ -152,5 +152,5 @@ def split_kv_decode_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     out = torch.empty(batch, heads, 1, d_head, dtype=q.dtype, device=q.device)
     if batch == 0:
         return out
-    # hint: chunk = whole tiles; partials [batch, heads, n_splits(, d_head)] in float32
+    # hint: chunk = a whole number of block_s tiles; float32 partials o and lse per split
     raise NotImplementedError('lesson10: split_kv_decode_triton - read learning/lesson10.md#the-kernel-track-split-kv-decode-in-triton')

@@ -220,7 +220,7 @@ def split_kv_decode_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if batch == 0:
         return out
     ### BEGIN SOLUTION
-    # hint: chunk = whole tiles; partials [batch, heads, n_splits(, d_head)] in float32
+    # hint: chunk = a whole number of block_s tiles; float32 partials o and lse per split
     chunk = triton.cdiv(triton.cdiv(S, n_splits), block_s) * block_s
     n_splits = triton.cdiv(S, chunk)                      # drop splits that start past S
     o_part = torch.empty(batch, heads, n_splits, d_head, dtype=torch.float32, device=q.device)
