@@ -36,7 +36,7 @@ import time
 SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096), (8192, 8192)]   # (N, K)
 SMOKE_SHAPES = [(48, 256), (40, 512)]
 GROUP = 128
-FIRST = {"block_n": (2, 4, 8, 16, 32), "block_k": (128, 256, 512), "num_warps": (2, 4, 8)}
+FIRST = {"block_n": (2, 4, 8, 16, 32), "block_k": (64, 128, 256, 512, 1024), "num_warps": (2, 4, 8)}
 SECOND = {"num_stages": (1, 2, 3, 4), "split_k": (1, 2, 4)}
 KEEP = 3                                    # best configurations of the first sweep refined
 

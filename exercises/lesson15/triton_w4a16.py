@@ -14,8 +14,8 @@ Two choices make the inner loop cheap:
 
 * the group's zero point comes out of the sum: ``sum_k x_k (q_k - z) s = s (sum_k x_k q_k
   - z sum_k x_k)``, so per word of eight nibbles the kernel does eight multiply-adds with the
-  raw nibbles, and the scale and zero once per word (or once per tile when a tile lies inside
-  one group);
+  raw nibbles, and applies the scale and zero once per group of the tile (once per tile when
+  the tile lies inside one group; once per word when groups and tiles do not nest);
 * nibble ``j`` of every word is taken at once (``(word >> 4j) & 0xF`` on a whole tile) and
   multiplied with the eight x values ``x[8w + j]`` of the tile's words: eight passes over a
   ``[BLOCK_N, BLOCK_K / 8]`` tile, no reshuffling of nibbles.

@@ -14,8 +14,8 @@ Two choices make the inner loop cheap:
 
 * the group's zero point comes out of the sum: ``sum_k x_k (q_k - z) s = s (sum_k x_k q_k
   - z sum_k x_k)``, so per word of eight nibbles the kernel does eight multiply-adds with the
-  raw nibbles, and the scale and zero once per word (or once per tile when a tile lies inside
-  one group);
+  raw nibbles, and applies the scale and zero once per group of the tile (once per tile when
+  the tile lies inside one group; once per word when groups and tiles do not nest);
 * nibble ``j`` of every word is taken at once (``(word >> 4j) & 0xF`` on a whole tile) and
   multiplied with the eight x values ``x[8w + j]`` of the tile's words: eight passes over a
   ``[BLOCK_N, BLOCK_K / 8]`` tile, no reshuffling of nibbles.
@@ -90,6 +90,17 @@ def _w4a16_gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, out_ptr,
             s = tl.load(s_ptr + rows * stride_sn + group, mask=row_ok, other=0.0)
             z = tl.load(z_ptr + rows * stride_zn + group, mask=row_ok, other=0.0)
             acc += s * (tl.sum(dot, axis=1) - z * tl.sum(xsum, axis=0))
+        elif (BLOCK_K % GROUP == 0) and (GROUP & (GROUP - 1) == 0):
+            # the tile holds BLOCK_K / GROUP whole groups: sum each group's words, then one
+            # scale and zero per (row, group)
+            GROUPS: tl.constexpr = BLOCK_K // GROUP
+            dot_g = tl.sum(tl.reshape(dot, [BLOCK_N, GROUPS, GROUP // 8]), axis=2)
+            xsum_g = tl.sum(tl.reshape(xsum, [GROUPS, GROUP // 8]), axis=1)
+            group = k0 // GROUP + tl.arange(0, GROUPS)
+            g_mask = row_ok[:, None] & (group * GROUP < k_end)[None, :]
+            s = tl.load(s_ptr + rows[:, None] * stride_sn + group[None, :], mask=g_mask, other=0.0)
+            z = tl.load(z_ptr + rows[:, None] * stride_zn + group[None, :], mask=g_mask, other=0.0)
+            acc += tl.sum(s * (dot_g - z * xsum_g[None, :]), axis=1)
         else:
             group = kw // GROUP                      # a word never straddles two groups
             s = tl.load(s_ptr + rows[:, None] * stride_sn + group[None, :], mask=mask, other=0.0)

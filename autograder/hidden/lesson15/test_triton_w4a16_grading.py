@@ -41,8 +41,9 @@ def run(x, packed, scales, zeros, g, dtype=torch.float32, **launch):
 @pytest.mark.points(3)
 @pytest.mark.parametrize("n,k,g,block_n,block_k,rows", [
     (40, 256, 64, 16, 32, 1),       # tiles inside a group; N not a multiple of block_n
-    (24, 512, 64, 8, 256, 3),       # tiles spanning four groups; rows of x that differ
+    (24, 512, 64, 8, 256, 3),       # tiles of four whole groups; rows of x that differ
     (16, 264, -1, 8, 64, 1),        # one group per row, K not a multiple of block_k
+    (20, 240, 24, 8, 32, 1),        # groups of 24: tiles and groups do not nest
     (33, 128, 32, 4, 128, 2),
 ])
 def test_matches_the_float64_product(n, k, g, block_n, block_k, rows):
