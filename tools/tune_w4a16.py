@@ -36,7 +36,7 @@ import time
 SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096), (8192, 8192)]   # (N, K)
 SMOKE_SHAPES = [(48, 256), (40, 512)]
 GROUP = 128
-FIRST = {"block_n": (2, 4, 8, 16, 32), "block_k": (64, 128, 256, 512, 1024), "num_warps": (2, 4, 8)}
+FIRST = {"block_n": (4, 8, 16, 32), "block_k": (128, 256, 512, 1024), "num_warps": (2, 4, 8)}
 SECOND = {"num_stages": (1, 2, 3, 4), "split_k": (1, 2, 4)}
 KEEP = 3                                    # best configurations of the first sweep refined
 
@@ -47,6 +47,8 @@ def parse(argv=None):
                     help="tiny shapes on the CPU under Triton's interpreter; checks, no timing")
     ap.add_argument("--json", metavar="FILE", help="also write every timing to FILE")
     ap.add_argument("--iters", type=int, default=50, help="timed calls per configuration")
+    ap.add_argument("--budget-s", type=float, default=150.0,
+                    help="stop refining (the second sweep) once this many seconds have passed")
     return ap.parse_args(argv)
 
 
@@ -155,7 +157,11 @@ def gpu(args) -> int:
             return sorted(out, key=lambda r: r[0])
 
         first = run(first_sweep())
-        second = run(second_sweep([cfg for _, cfg, _ in first[:KEEP]]))
+        if time.perf_counter() - t_start < args.budget_s:
+            second = run(second_sweep([cfg for _, cfg, _ in first[:KEEP]]))
+        else:
+            second = []
+            print(f"  {n}x{k}: past --budget-s {args.budget_s:.0f} s, second sweep skipped")
         timed = sorted(first + second, key=lambda r: r[0])
         if not timed:
             print(f"{n}x{k}: no configuration ran correctly")
