@@ -43,11 +43,13 @@ def _split_kv_partial_kernel(q_ptr, k_ptr, v_ptr, len_ptr, o_ptr, lse_ptr,
                              so_b, so_h, so_n, sl_b, sl_h,
                              HAS_LENGTHS: tl.constexpr, BLOCK_H: tl.constexpr,
                              BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, D: tl.constexpr,
-                             DOT_F32: tl.constexpr):
+                             DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
     """One program: sequence ``pid_b``, KV head ``pid_kv`` and its ``group`` query heads
     (``pid_kv * group ..``, padded to BLOCK_H rows for ``tl.dot``), key positions
     ``[pid_n * chunk, min((pid_n + 1) * chunk, length))``. ``DOT_F32``: cast the operands of
-    each ``tl.dot`` to float32 first (set under the interpreter, see ``interpreted``).
+    each ``tl.dot`` to float32 first (set under the interpreter, see ``interpreted``);
+    ``PRECISION``: the ``input_precision`` of each ``tl.dot`` ("ieee" for float32 inputs, so
+    that they are not rounded to TF32).
 
     Read: learning/lesson10.md#the-kernel-track-split-kv-decode-in-triton
     """

@@ -43,11 +43,13 @@ def _split_kv_partial_kernel(q_ptr, k_ptr, v_ptr, len_ptr, o_ptr, lse_ptr,
                              so_b, so_h, so_n, sl_b, sl_h,
                              HAS_LENGTHS: tl.constexpr, BLOCK_H: tl.constexpr,
                              BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, D: tl.constexpr,
-                             DOT_F32: tl.constexpr):
+                             DOT_F32: tl.constexpr, PRECISION: tl.constexpr):
     """One program: sequence ``pid_b``, KV head ``pid_kv`` and its ``group`` query heads
     (``pid_kv * group ..``, padded to BLOCK_H rows for ``tl.dot``), key positions
     ``[pid_n * chunk, min((pid_n + 1) * chunk, length))``. ``DOT_F32``: cast the operands of
-    each ``tl.dot`` to float32 first (set under the interpreter, see ``interpreted``).
+    each ``tl.dot`` to float32 first (set under the interpreter, see ``interpreted``);
+    ``PRECISION``: the ``input_precision`` of each ``tl.dot`` ("ieee" for float32 inputs, so
+    that they are not rounded to TF32).
 
     Read: learning/lesson10.md#the-kernel-track-split-kv-decode-in-triton
     """
@@ -82,7 +84,7 @@ def _split_kv_partial_kernel(q_ptr, k_ptr, v_ptr, len_ptr, o_ptr, lse_ptr,
         v = tl.load(v_base + pos[:, None] * sv_s + dims[None, :] * sv_d, mask=kv_mask, other=0.0)
         if DOT_F32:                       # the interpreter's tl.dot on bf16 operands is wrong
             k = k.to(tl.float32)
-        s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale       # [BLOCK_H, BLOCK_S]
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale       # [BLOCK_H, BLOCK_S]
         s = tl.where(pos_ok[None, :], s, float("-inf"))
         m_new = tl.maximum(m, tl.max(s, axis=1))          # finite: the tile has a valid key
         alpha = tl.exp(m - m_new)                         # 0 on the first tile (m = -inf)
@@ -92,7 +94,7 @@ def _split_kv_partial_kernel(q_ptr, k_ptr, v_ptr, len_ptr, o_ptr, lse_ptr,
         if DOT_F32:
             pv = pv.to(tl.float32)
             v = v.to(tl.float32)
-        acc = acc * alpha[:, None] + tl.dot(pv, v, input_precision="ieee")
+        acc = acc * alpha[:, None] + tl.dot(pv, v, input_precision=PRECISION)
         m = m_new
     nonempty = l > 0
     out = tl.where(nonempty[:, None], acc / tl.where(nonempty, l, 1.0)[:, None], 0.0)
@@ -234,7 +236,8 @@ def split_kv_decode_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         k.stride(3), v.stride(0), v.stride(1), v.stride(2), v.stride(3),
         o_part.stride(0), o_part.stride(1), o_part.stride(2), lse.stride(0), lse.stride(1),
         HAS_LENGTHS=lengths is not None, BLOCK_H=block_h, BLOCK_S=block_s, BLOCK_D=block_d,
-        D=d_head, DOT_F32=interpreted(), num_warps=num_warps, num_stages=num_stages)
+        D=d_head, DOT_F32=interpreted(), PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        num_warps=num_warps, num_stages=num_stages)
     _merge_kernel[(batch, heads)](
         o_part, lse, out, n_splits, o_part.stride(0), o_part.stride(1), o_part.stride(2),
         lse.stride(0), lse.stride(1), out.stride(0), out.stride(1), out.stride(3),

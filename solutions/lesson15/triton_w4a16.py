@@ -90,7 +90,7 @@ def _w4a16_gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, out_ptr,
             s = tl.load(s_ptr + rows * stride_sn + group, mask=row_ok, other=0.0)
             z = tl.load(z_ptr + rows * stride_zn + group, mask=row_ok, other=0.0)
             acc += s * (tl.sum(dot, axis=1) - z * tl.sum(xsum, axis=0))
-        elif (BLOCK_K % GROUP == 0) and (GROUP & (GROUP - 1) == 0):
+        elif (BLOCK_K % GROUP) + (GROUP & (GROUP - 1)) == 0:   # whole groups, GROUP a power of 2
             # the tile holds BLOCK_K / GROUP whole groups: sum each group's words, then one
             # scale and zero per (row, group)
             GROUPS: tl.constexpr = BLOCK_K // GROUP
