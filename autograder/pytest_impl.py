@@ -160,6 +160,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     _register_hypothesis_profiles()
+    _triton_interpreter_without_gpu()
+
+
+def _triton_interpreter_without_gpu() -> None:
+    """Without a GPU the kernel track's tests run Triton's interpreter, and Triton decides
+    that when ``triton.language`` is first imported (its own ``@jit`` helpers, ``tl.zeros``
+    among them, are made then). torch imports Triton early (``torch.utils.flop_counter``,
+    which ``course.counting`` uses), so ``course.triton_track.import_triton`` in a test module
+    can be too late: choose here, before collection imports anything. Sets
+    ``TRITON_INTERPRET=1`` when Triton is installed and torch sees no GPU; a value already set
+    wins."""
+    if "TRITON_INTERPRET" in os.environ or importlib.util.find_spec("triton") is None:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
 
 
 def _share_the_cores() -> None:

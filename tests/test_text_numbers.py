@@ -818,3 +818,18 @@ def test_capstone_references_to_lessons_are_links_that_resolve():
     path = LEARNING / "capstone.md"
     bad = reference_problems(_prose(path))
     assert not bad, f"{path.name}:\n" + "\n".join(bad)
+
+
+def test_lesson03_launch_overhead_example():
+    """Lesson 03's CUDA-graph paragraph: SmolLM2-135M's weight bytes per decode step (the tied
+    embedding read once, as the LM head) and per layer."""
+    from course.config import SMOLLM2_135M as c
+    from course.model import weight_shapes
+    flat = _text("lesson03.md").replace("\n", " ")
+    shapes = weight_shapes(c)
+    params = sum(math.prod(s) for n, s in shapes.items() if n != "lm_head.weight")
+    layer = sum(math.prod(s) for n, s in shapes.items() if n.startswith("model.layers.0."))
+    assert c.tie_embeddings
+    assert f"reads {2 * params / 1e6:.0f} MB of BF16 weights per decode step " \
+           f"({params / 1e6:.1f} M parameters;" in flat
+    assert f"of which {2 * layer / 1e6:.1f} MB per layer in each of its {c.n_layers} layers" in flat

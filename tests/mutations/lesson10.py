@@ -10,6 +10,7 @@ MERGE = H10 + "test_merge_grading.py::"
 FLASH = H10 + "test_flash_grading.py::"
 DECODE = H10 + "test_decode_grading.py::"
 GPU = H10 + "test_gpu_flash.py::"
+TRITON = H10 + "test_triton_decode_grading.py::"
 
 MUTATIONS = [
     # online_softmax_merge
@@ -161,4 +162,29 @@ MUTATIONS = [
              "        ks, vs = ks.float(), vs.float()\n"
              "        s = torch.einsum(\"bhd,bhncd->bhnc\", query.float(), ks) * scale\n",
              (GPU + "test_split_kv_decode_near_copy_bandwidth",), gpu=True, kind="cost"),
+    # triton_decode.py (the kernel track; caught by Triton's interpreter on the CPU)
+    Mutation("Triton split-KV: key mask <= instead of < (one key past the chunk or the "
+             "sequence)", "lesson10", "triton_decode.py",
+             "        pos_ok = pos < end\n",
+             "        pos_ok = pos <= end\n",
+             (TRITON + "test_ragged_lengths_and_empty_splits",), kind="boundary"),
+    Mutation("Triton split-KV: running output not rescaled when the maximum grows", "lesson10",
+             "triton_decode.py",
+             "        acc = acc * alpha[:, None] + tl.dot(pv, v, input_precision=PRECISION)\n",
+             "        acc = acc + tl.dot(pv, v, input_precision=PRECISION)\n",
+             (TRITON + "test_ragged_lengths_and_empty_splits",), kind="logic"),
+    Mutation("Triton split-KV: a KV head's query heads taken from its own index on", "lesson10",
+             "triton_decode.py",
+             "    heads = pid_kv * group + tl.arange(0, BLOCK_H)         # the query heads of this KV head\n",
+             "    heads = pid_kv + tl.arange(0, BLOCK_H)\n",
+             (TRITON + "test_query_heads_read_their_own_kv_head",), kind="rows-differ"),
+    Mutation("Triton split-KV: splits merged with exp(lse), no maximum subtracted", "lesson10",
+             "triton_decode.py",
+             "    w = tl.exp(lse - top)\n",
+             "    w = tl.exp(lse)\n",
+             (TRITON + "test_scores_of_ten_thousand_in_rows_that_differ",), kind="extreme"),
+    Mutation("Triton split-KV: length 0 divides 0 by 0", "lesson10", "triton_decode.py",
+             "    merged = tl.sum(w[:, None] * o, axis=0) / tl.where(total > 0, total, 1.0)\n",
+             "    merged = tl.sum(w[:, None] * o, axis=0) / total\n",
+             (TRITON + "test_ragged_lengths_and_empty_splits",), kind="special-value"),
 ]

@@ -9,6 +9,7 @@ H15 = "autograder/hidden/lesson15/"
 PACK = H15 + "test_pack_grading.py::"
 RTN = H15 + "test_rtn_grading.py::"
 MM = H15 + "test_w4a16_grading.py::"
+TRITON = H15 + "test_triton_w4a16_grading.py::"
 
 MUTATIONS = [
     # int4_pack.py
@@ -116,4 +117,36 @@ MUTATIONS = [
              "    return torch.stack([s, zero_f], dim=-1).reshape(s.shape[1], s.shape[0], 2).to(dtype)\n",
              (MM + "test_tinygemm_conversions_match_formula",
               MM + "test_torch_cpu_int4_kernel_on_your_layer"), kind="logic"),
+    # triton_w4a16.py (the kernel track; caught by Triton's interpreter on the CPU)
+    Mutation("Triton GEMV: nibbles taken from the top of the word down", "lesson15",
+             "triton_w4a16.py",
+             "            q = ((packed >> (4 * j)) & 0xF).to(tl.float32)\n",
+             "            q = ((packed >> (28 - 4 * j)) & 0xF).to(tl.float32)\n",
+             (TRITON + "test_every_nibble_value_at_every_position",), kind="logic"),
+    Mutation("Triton GEMV: top nibble shifted without the mask (sign bit)", "lesson15",
+             "triton_w4a16.py",
+             "            q = ((packed >> (4 * j)) & 0xF).to(tl.float32)\n",
+             "            q = ((packed >> (4 * j)) if j == 7 else (packed >> (4 * j)) & 0xF)"
+             ".to(tl.float32)\n",
+             (TRITON + "test_every_nibble_value_at_every_position",), kind="boundary"),
+    Mutation("Triton GEMV: group index from the word index (words, not entries)", "lesson15",
+             "triton_w4a16.py",
+             "            group = kw // GROUP                      # a word never straddles two groups\n",
+             "            group = kw // 8 // GROUP\n",
+             (TRITON + "test_matches_the_float64_product",), kind="logic"),
+    Mutation("Triton GEMV: a tile's groups numbered by the tile (tiles, not groups)",
+             "lesson15", "triton_w4a16.py",
+             "            group = k0 // GROUP + tl.arange(0, GROUPS)\n",
+             "            group = k0 // BLOCK_K + tl.arange(0, GROUPS)\n",
+             (TRITON + "test_matches_the_float64_product",), kind="logic"),
+    Mutation("Triton GEMV: scale not applied when a tile lies in one group", "lesson15",
+             "triton_w4a16.py",
+             "            acc += s * (tl.sum(dot, axis=1) - z * tl.sum(xsum, axis=0))\n",
+             "            acc += tl.sum(dot, axis=1) - z * tl.sum(xsum, axis=0)\n",
+             (TRITON + "test_matches_the_float64_product",), kind="logic"),
+    Mutation("Triton GEMV: split-K partial sums stored, not added", "lesson15",
+             "triton_w4a16.py",
+             "        tl.atomic_add(out, acc, mask=row_ok)\n",
+             "        tl.store(out, acc, mask=row_ok)\n",
+             (TRITON + "test_split_k_adds_every_partial_sum",), kind="logic"),
 ]

@@ -1,0 +1,76 @@
+"""Hidden GPU grader, lesson 15 kernel track: the learner's Triton int4 GEMV at batch 1 against
+torch's own int4 kernel (``_weight_int4pack_mm``) on the same weight, timed in the same run.
+
+Both read half a byte per weight plus the group scales and zeros (lesson 15's float32 ones for
+the Triton kernel, bf16 ones for torch's), so at batch 1 both are bound by the weight bytes;
+torch's kernel computes on tensor-core tiles that are mostly padding for one row of x. Output
+is checked first against x @ dequant(W).T.
+"""
+
+import pytest
+import torch
+
+from course.bench import check_roofline, cuda_time, measure_copy_bandwidth, record, require_cuda
+from course.triton_track import import_triton
+
+triton = import_triton()
+
+from exercises.lesson15.triton_w4a16 import w4a16_gemv_triton  # noqa: E402
+from exercises.lesson15.w4a16 import W4Linear, int4pack_mm  # noqa: E402
+
+# PROVISIONAL (the lead sets the final value from ten runs on an H200). The issue's goal for
+# the reference kernel is parity with torch's int4 kernel (ratio >= 1.0); torch's kernel ran
+# 1.75-1.82x the bf16 GEMV in the lesson's own calibration while the bytes allow 3.76x, so a
+# plain, well-tiled GEMV has room to reach parity. A learner's correct kernel with the given
+# default launch parameters should be near the reference; 0.8 leaves 20% under parity for
+# that, and a kernel that dequantizes the whole weight to memory first (3x or more the bytes)
+# or reads the weight once per output row stays far below it.
+THRESHOLD = 0.8
+GROUP = 128
+SHAPES = [(4096, 4096), (8192, 8192)]  # (N, K)
+
+
+@pytest.mark.gpu
+@pytest.mark.points(3)
+@pytest.mark.parametrize("n,k", SHAPES)
+def test_triton_int4_gemv_keeps_up_with_torch_int4(n, k):
+    """Bugs: a kernel that is right but slow: one program per output row with tiny tiles, the
+    weight dequantized to memory before the product, float64 arithmetic, a grid far smaller
+    than the GPU (too few programs to keep the memory busy)."""
+    require_cuda()
+    if torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("torch's int4 kernel needs compute capability 8.0 or newer")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    w = (torch.randn(n, k, device="cuda", generator=gen) / k**0.5).bfloat16()
+    x = torch.randn(1, k, device="cuda", generator=gen).bfloat16()
+    lin = W4Linear.from_weight(w, group_size=GROUP)
+    weight, sz = lin.int4pack(inner_k_tiles=8, dtype=torch.bfloat16)
+    want = x.float() @ lin.dequantize().T
+    got = w4a16_gemv_triton(x, lin.packed, lin.scales, lin.zeros, GROUP)
+    assert got.shape == (1, n) and got.dtype == torch.bfloat16, (
+        f"expected bfloat16 (1, {n}), got {got.dtype} {tuple(got.shape)}")
+    rel = ((got.float() - want).norm() / want.norm()).item()
+    assert rel < 1e-2, f"w4a16_gemv_triton is off by {rel:.3g} (relative) from x @ dequant(W).T"
+
+    t_triton = cuda_time(lambda: w4a16_gemv_triton(x, lin.packed, lin.scales, lin.zeros, GROUP),
+                         warmup=10, iters=100)
+    t_int4 = cuda_time(lambda: int4pack_mm(x, weight, sz, GROUP), warmup=10, iters=100)
+    t_bf16 = cuda_time(lambda: x @ w.T, warmup=10, iters=100)
+    copy_bw = measure_copy_bandwidth(1 << 30, iters=20)
+    bytes_triton = n * k // 2 + n * (k // GROUP) * 8 + x.nbytes + 2 * n
+    check_roofline(bytes_triton / t_triton.median_s, copy_bw, "Triton int4 GEMV bytes/s",
+                   tolerance=0.2)
+    ratio = t_int4.median_s / t_triton.median_s
+    record("lesson15.triton_int4_gemv", {
+        "shape": f"{n}x{k}", "device": torch.cuda.get_device_name(), "torch": torch.__version__,
+        "cuda": torch.version.cuda, "triton": triton.__version__,
+        "triton_over_torch_int4_speed_ratio": ratio,
+        "triton_over_bf16_speed_ratio": t_bf16.median_s / t_triton.median_s,
+        "triton_median_s": t_triton.median_s, "torch_int4_median_s": t_int4.median_s,
+        "bf16_median_s": t_bf16.median_s, "triton_bytes_per_s": bytes_triton / t_triton.median_s,
+        "copy_bytes_per_s": copy_bw, "rel_error": rel})
+    assert ratio >= THRESHOLD, (
+        f"{n} x {k} at batch 1: your Triton GEMV ran at {ratio:.2f}x the speed of torch's int4 "
+        f"kernel; at least {THRESHOLD}x expected. Give each program a tile of rows and loop "
+        "over K; keep enough programs to fill the GPU (block_n, split_k). "
+        "Read: learning/lesson15.md#the-kernel-track-an-int4-gemv-in-triton")
