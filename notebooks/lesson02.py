@@ -69,29 +69,30 @@ for i in range(4):
 
 # %% [markdown]
 # ## The filters on a real next-token distribution
-# SmolLM2-135M's distribution for the token after an open-ended prompt, ranked from the most
-# probable down. Each curve is what your `filtered_probs` leaves; the table says how many tokens
-# each setting keeps out of the whole vocabulary.
+# SmolLM2-135M's distribution for the token after an open-ended prompt, its 25 most probable
+# tokens ranked from the top. Each curve is what your `filtered_probs` leaves: temperature
+# reshapes the whole curve, the filters cut its tail to zero and lift what is kept. The table
+# says how many tokens each setting keeps out of the whole vocabulary.
 
 # %%
 from course.model import hf_forward_with_cache, load_hf_model, load_tokenizer
 from course.plot import Line
 
 model, tokenizer = load_hf_model(), load_tokenizer()
-prompt = torch.tensor([tokenizer.encode("My favourite thing to do on a Sunday is")])
+prompt = torch.tensor([tokenizer.encode("I went to the market and bought some")])
 with torch.no_grad():
     next_logits = model(prompt).logits[0, -1]
 order = next_logits.argsort(descending=True)
-ranks = list(range(1, 41))
+ranks = list(range(1, 26))
 curves = {"T = 1, no filter": dict(), "T = 0.7": dict(temperature=0.7),
-          "top_p = 0.8": dict(top_p=0.8), "min_p = 0.1": dict(min_p=0.1),
-          "top_k = 10": dict(top_k=10)}
+          "T = 1.5": dict(temperature=1.5), "top_k = 5": dict(top_k=5),
+          "top_p = 0.5": dict(top_p=0.5), "min_p = 0.2": dict(min_p=0.2)}
 lines = []
 print(f"{'setting':18s} {'tokens kept':>12s} {'top token prob':>15s}")
 for name, kw in curves.items():
     q = filtered_probs(next_logits, **kw)
     print(f"{name:18s} {int((q > 0).sum()):12,d} {q.max():15.3f}")
-    lines.append(Line(name, ranks, q[order[:40]].tolist()))
+    lines.append(Line(name, ranks, q[order[:25]].tolist()))
 print("most probable next tokens:", [tokenizer.decode([int(i)]) for i in order[:8]])
 show_plot("filters", lines=lines, xlabel="rank of the token (by the model's probability)",
           ylabel="probability after the filter", loglog=False,

@@ -138,7 +138,8 @@ show_plot("phases", lines=[Line("prefill of T tokens", lengths, [1e3 * v for v i
 # ## Batching decode
 # The lesson's third example: Llama-3-8B (8.03e9 parameters; 131,072 B of KV per token) with
 # every sequence holding 4,096 cached tokens. The weight read is shared by the batch, the KV read
-# is not. The second line is the same step with no KV at all.
+# is not. The second line is the same step with no KV at all. The dot marks where an H100's
+# 80 GiB is full (130 such sequences, the lesson's figure): larger batches do not fit.
 
 # %%
 N8, KV8 = 8.03e9, 131_072
@@ -150,8 +151,10 @@ for b in batches:
 print(f"{'batch':>5s} {'step (ms)':>10s} {'tokens/s':>9s} {'step, no KV (ms)':>17s}")
 for b, t, t0 in zip(batches, with_kv, no_kv):
     print(f"{b:5d} {1e3 * t:10.2f} {b / t:9,.0f} {1e3 * t0:17.2f}")
+full = decode_step_time_s(N8, 130, 130 * 4096, bytes_per_param=2, kv_bytes_per_token=KV8, **h100)
 show_plot("batching", lines=[Line("4,096 cached tokens each", batches, [b / t for b, t in zip(batches, with_kv)]),
                              Line("no KV (weights only)", batches, [b / t for b, t in zip(batches, no_kv)])],
+          points=[Marker("80 GiB full (130 sequences)", 130, 130 / full)],
           xlabel="batch (sequences per decode step)", ylabel="tokens per second",
           title="Llama-3-8B decode on an H100: batching shares the weight read", loglog=True)
 

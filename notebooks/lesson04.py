@@ -143,8 +143,8 @@ for target in (16, 64, 256, 1024, 4095):
     append_bytes.append(mine.total_bytes)
     print(f"after {target:5,d} tokens: torch.cat of K allocates {counted.total_bytes:9,d} B, "
           f"your append {mine.total_bytes:5,d} B (for K and V together)")
-show_plot("append_bytes", lines=[Line("torch.cat (K only)", lengths, cat_bytes)],
-          points=[Marker("your append at 4,095", 4095, max(append_bytes[-1], 1))],
+show_plot("append_bytes", lines=[Line("torch.cat (K only)", lengths, cat_bytes),
+                                 Line("your append (K and V)", lengths, [max(b, 1) for b in append_bytes])],
           xlabel="tokens already cached", ylabel="bytes allocated by one one-token append",
           title="Growing a cache by concatenation copies all of it", loglog=True)
 
