@@ -106,9 +106,10 @@ k1, v1 = torch.randn(2, cfg.n_kv_heads, 5, cfg.d_head), torch.randn(2, cfg.n_kv_
 k2, v2 = torch.randn(2, cfg.n_kv_heads, 1, cfg.d_head), torch.randn(2, cfg.n_kv_heads, 1, cfg.d_head)
 print("first append wrote positions", cache.append(0, k1, v1).tolist())
 print("second append wrote positions", cache.append(0, k2, v2).tolist())
-k, v = cache.get(0)
-print("get(0):", tuple(k.shape), "| equals torch.cat:", torch.equal(k, torch.cat([k1, k2], 2)),
-      "| a view of the buffer:", k.data_ptr() == pointer == cache.k_buffer.data_ptr())
+keys, values = cache.get(0)
+print("get(0):", tuple(keys.shape), "| equals torch.cat:", torch.equal(keys, torch.cat([k1, k2], 2)),
+      torch.equal(values, torch.cat([v1, v2], 2)),
+      "| a view of the buffer:", keys.data_ptr() == pointer == cache.k_buffer.data_ptr())
 print("lengths per layer:", [cache.length(i) for i in range(cfg.n_layers)])
 print(f"buffers: {cache.nbytes:,} B; kv_cache_bytes: {kv_cache_bytes(cfg, 2, 16, dtype_bytes=4):,.0f} B")
 try:

@@ -150,14 +150,14 @@ from course.hf_layers import hf_rms_norm, hf_rope_cos_sin
 from course.model import load_config, load_tokenizer, load_weights
 
 cfg, weights, tokenizer = load_config(), load_weights(), load_tokenizer()
-p = "model.layers.0.self_attn."
+prefix = "model.layers.0.self_attn."
 ids = torch.tensor([tokenizer.encode("Grouped-query attention shares keys and values between heads.")])
 x = hf_rms_norm(weights["model.embed_tokens.weight"][ids], weights["model.layers.0.input_layernorm.weight"], cfg.rms_eps)
 cos, sin = hf_rope_cos_sin(cfg, torch.arange(ids.shape[1]))
 
 
 def layer0_attention(w, c):
-    q, k, v = project_qkv(w, p, c, x, cos, sin)
+    q, k, v = project_qkv(w, prefix, c, x, cos, sin)
     return gqa_attention(q, k, v, causal=True), (q, k, v)
 
 
@@ -166,17 +166,17 @@ want = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
 print(f"tokens: {ids.shape[1]} | q {tuple(q.shape)}, k {tuple(k.shape)} | "
       f"max |yours - SDPA| = {(out - want).abs().max():.1e}")
 
-group = cfg.n_heads // cfg.n_kv_heads
-as_mha = {n: weights[p + n].view(cfg.n_kv_heads, cfg.d_head, -1).repeat_interleave(group, 0)
+per_kv = cfg.n_heads // cfg.n_kv_heads
+as_mha = {n: weights[prefix + n].view(cfg.n_kv_heads, cfg.d_head, -1).repeat_interleave(per_kv, 0)
           .reshape(cfg.n_heads * cfg.d_head, -1) for n in ("k_proj.weight", "v_proj.weight")}
 back_k, back_v = convert_mha_to_gqa(as_mha["k_proj.weight"], as_mha["v_proj.weight"],
                                     cfg.n_heads, cfg.n_kv_heads)
 print("MHA (9 heads) -> GQA (3 groups) round trip exact:",
-      torch.equal(back_k, weights[p + "k_proj.weight"]), torch.equal(back_v, weights[p + "v_proj.weight"]))
+      torch.equal(back_k, weights[prefix + "k_proj.weight"]), torch.equal(back_v, weights[prefix + "v_proj.weight"]))
 
-mqa_k, mqa_v = convert_mha_to_gqa(weights[p + "k_proj.weight"], weights[p + "v_proj.weight"],
+mqa_k, mqa_v = convert_mha_to_gqa(weights[prefix + "k_proj.weight"], weights[prefix + "v_proj.weight"],
                                   cfg.n_kv_heads, 1)
-mqa = dict(weights, **{p + "k_proj.weight": mqa_k, p + "v_proj.weight": mqa_v})
+mqa = dict(weights, **{prefix + "k_proj.weight": mqa_k, prefix + "v_proj.weight": mqa_v})
 mqa_out, _ = layer0_attention(mqa, dataclasses.replace(cfg, n_kv_heads=1))
 rel = (mqa_out - out).norm() / out.norm()
 print(f"pooled to MQA (1 KV head, {kv_reduction_factor(cfg, 1)}x smaller cache than MHA): "
