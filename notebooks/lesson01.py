@@ -50,9 +50,9 @@ for n_kv, tied in [(4, False), (2, False), (1, True)]:
 # %% [markdown]
 # ## FLOPs per token
 # The matmul part of `flops_per_token` does not depend on the context; the attention part grows
-# with it, one step per key. Subtracting two calls separates them (the matmul part is what is
-# left at context 0 on the attention line). The picture shows how much of one decode step is
-# attention as the context grows: a small `d_model` reaches a large share early.
+# by the same amount for every key. Two calls one key apart give that amount, and taking it away
+# from the call at context 1 leaves the matmul part. The picture shows how much of one decode
+# step is attention as the context grows: a model with a small `d_model` gets there early.
 
 # %%
 from course.plot import Line, Marker
