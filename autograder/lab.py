@@ -45,8 +45,8 @@ def implementation() -> Path:
     return resolve_impl(os.environ.get(ENV_VAR) or None)
 
 
-def setup(lesson: str, seed: int = 0) -> Path:
-    """Prepare a notebook for ``lesson``; returns the implementation's folder."""
+def setup(lesson: str, seed: int = 0) -> None:
+    """Prepare a notebook for ``lesson`` (and print which implementation it runs)."""
     _check_lesson(lesson)
     root = str(REPO_ROOT)
     if root not in sys.path:
@@ -73,7 +73,6 @@ def setup(lesson: str, seed: int = 0) -> Path:
     where = impl.relative_to(REPO_ROOT) if impl.is_relative_to(REPO_ROOT) else impl
     print(f"{lesson}: running the code in {where}/{lesson}/. Edit it and re-run a cell: the "
           "new code runs (autoreload is on).")
-    return impl
 
 
 def figure_dir() -> Path:

@@ -64,6 +64,9 @@ def _execute(lesson: str, impl: str, monkeypatch):
     monkeypatch.setenv("COURSE_NOTEBOOK_TESTS", "collect")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    # One thread per kernel: the suite runs beside other workers on a small machine, where
+    # torch's default of a thread per core makes the notebooks' small tensors many times slower.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     nb = nbformat.reads((ROOT / "notebooks" / f"{lesson}.ipynb").read_text(), as_version=4)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
