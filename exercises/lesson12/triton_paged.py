@@ -24,6 +24,7 @@ Read: learning/lesson12.md#the-kernel-track-split-kv-paged-decode
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -39,8 +40,13 @@ DEFAULT_NUM_WARPS = 4
 DEFAULT_NUM_STAGES = 2
 
 
-def check_triton_paged_inputs(q, k_cache, v_cache, block_tables, context_lens) -> None:
-    """Raise ValueError, in plain words, for inputs the kernel cannot take."""
+def check_triton_paged_inputs(q, k_cache, v_cache, block_tables, context_lens, *,
+                              check_lengths: bool = True) -> None:
+    """Raise ValueError, in plain words, for inputs the kernel cannot take.
+
+    Shapes, dtypes and devices are checked on the host for free; the values of
+    ``context_lens`` only when ``check_lengths`` (reading them waits for the GPU).
+    """
     tensors = {"q": q, "k_cache": k_cache, "v_cache": v_cache, "block_tables": block_tables,
                "context_lens": context_lens}
     for name, t in tensors.items():
@@ -79,13 +85,16 @@ def check_triton_paged_inputs(q, k_cache, v_cache, block_tables, context_lens) -
                          "CPU under TRITON_INTERPRET=1")
     if q.stride(2) != 1 or k_cache.stride(3) != 1 or v_cache.stride(3) != 1:
         raise ValueError("the last (d_head) axis of q, k_cache and v_cache must be contiguous")
+    if not (check_lengths and batch):
+        return
+    lo, hi = torch.aminmax(context_lens.long())
+    lo, hi = int(lo), int(hi)
     capacity = block_tables.shape[1] * k_cache.shape[1]
-    if batch and int(context_lens.max()) > capacity:
-        raise ValueError(f"a context length ({int(context_lens.max())}) exceeds what the "
-                         f"block table holds ({block_tables.shape[1]} blocks x "
-                         f"{k_cache.shape[1]} tokens)")
-    if batch and int(context_lens.min()) < 0:
-        raise ValueError(f"context lengths must be >= 0, got {int(context_lens.min())}")
+    if hi > capacity:
+        raise ValueError(f"a context length ({hi}) exceeds what the block table holds "
+                         f"({block_tables.shape[1]} blocks x {k_cache.shape[1]} tokens)")
+    if lo < 0:
+        raise ValueError(f"context lengths must be >= 0, got {lo}")
 
 
 def _interpreting() -> bool:
@@ -106,8 +115,14 @@ def _dot_dtype(q: torch.Tensor):
 def sm_count(device: torch.device) -> int:
     """Streaming multiprocessors of a CUDA device; an H200's count for the CPU interpreter."""
     if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
+        return _cuda_sms(device.index if device.index is not None else
+                         torch.cuda.current_device())
     return H200_SMS
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_sms(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 def choose_num_splits(batch: int, n_kv_heads: int, longest: int, sms: int,
@@ -136,6 +151,7 @@ def _paged_decode_split_kernel(
         q_ptr, k_ptr, v_ptr, tables_ptr, lens_ptr, part_out_ptr, part_lse_ptr,
         qk_scale,  # softmax scale x log2(e): scores come out in base 2
         split_len,  # tokens per split, a multiple of BLOCK_N
+        max_len,  # tokens any sequence may attend to (at most the table's capacity)
         stride_qb, stride_qh,
         stride_kb, stride_kt, stride_kh,  # k_cache: block, token in block, KV head (d is 1)
         stride_vb, stride_vt, stride_vh,
@@ -171,6 +187,7 @@ def _paged_decode_merge_kernel(
 def paged_decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                         block_tables: torch.Tensor, context_lens: torch.Tensor,
                         scale: float | None = None, *, num_splits: int | None = None,
+                        max_context_len: int | None = None, validate: bool | None = None,
                         block_n: int | None = None, num_warps: int | None = None,
                         num_stages: int | None = None) -> torch.Tensor:
     """Paged decode attention in two Triton launches (split-KV).
@@ -180,6 +197,14 @@ def paged_decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.T
             ``paged_attention_decode`` (lesson 12).
         num_splits: pieces each sequence is cut into (stage 1's third grid axis); default
             ``choose_num_splits`` from the batch, the longest length and the SM count.
+        max_context_len: the longest ``context_lens`` entry, if the caller knows it on the
+            host (an engine does); default: what the block table can hold. Splits are cut
+            from it; a sequence attends to at most this many tokens.
+        validate: check the values of ``context_lens`` (0 ... the table's capacity) before
+            the launch. Default: on the CPU only. On a GPU, reading them waits for the device
+            (a sync), which leaves the GPU idle while the host launches the kernels; out of
+            range lengths are clamped to the table's capacity instead, so nothing outside
+            the cache is ever read.
         block_n: tokens per tile (a power of two >= 16); num_warps, num_stages: Triton's
             launch options. Defaults: ``DEFAULT_BLOCK_N``, ``DEFAULT_NUM_WARPS``,
             ``DEFAULT_NUM_STAGES``. They change speed, never the answer.
@@ -188,7 +213,9 @@ def paged_decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.T
 
     Read: learning/lesson12.md#the-kernel-track-split-kv-paged-decode
     """
-    check_triton_paged_inputs(q, k_cache, v_cache, block_tables, context_lens)
+    validate = q.device.type == "cpu" if validate is None else bool(validate)
+    check_triton_paged_inputs(q, k_cache, v_cache, block_tables, context_lens,
+                              check_lengths=validate)
     block_n = DEFAULT_BLOCK_N if block_n is None else int(block_n)
     if block_n < 16 or block_n & (block_n - 1):
         raise ValueError(f"block_n must be a power of two >= 16, got {block_n}")
@@ -199,10 +226,17 @@ def paged_decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.T
     batch, n_heads, d_head = q.shape
     num_blocks, block_size, n_kv_heads, _ = k_cache.shape
     scale = 1.0 / math.sqrt(d_head) if scale is None else float(scale)
+    longest = block_tables.shape[1] * block_size  # the table's capacity: no device sync
+    if max_context_len is not None:
+        if validate and batch and int(context_lens.max()) > max_context_len:
+            raise ValueError(f"max_context_len={max_context_len} is below the longest "
+                             f"context length ({int(context_lens.max())})")
+        longest = min(int(max_context_len), longest)
     out = torch.empty_like(q)
     if batch == 0 or n_heads == 0:
         return out
-    longest = int(context_lens.max())
+    if longest <= 0:
+        return out.zero_()
     # hint: splits = num_splits or choose_num_splits(...); split_len = tokens_per_split(...)
     # hint: float32 workspaces [batch, n_heads, splits, d] and [batch, n_heads, splits]
     raise NotImplementedError('lesson12: paged_decode_triton - read learning/lesson12.md#the-kernel-track-split-kv-paged-decode')
