@@ -29,6 +29,7 @@ import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +130,7 @@ def max_err(a, b):
 
 def main(argv=None):
     args = parse_args(argv)
+    began = time.time()
     if args.smoke:
         os.environ.setdefault("TRITON_INTERPRET", "1")
     import torch
@@ -249,7 +251,10 @@ def main(argv=None):
             print(f"{shape:>10} no correct config")
             continue
         best = max(mine, key=lambda r: (r["ratio"] if timed else 0))
-        extra = f"; defaults {auto[0]['ratio']:.2f}x" if auto else ""
+        sms = paged.sm_count(torch.device(device))
+        chosen = paged.choose_num_splits(batch, dims["n_kv_heads"], tokens, sms,
+                                         paged.DEFAULT_BLOCK_N)
+        extra = f"; defaults ({chosen} splits) {auto[0]['ratio']:.2f}x" if auto else ""
         print(f"{shape:>10} {best['config']:<30} {best['kernel_us']:>8.1f} us  "
               f"{best['ratio']:.2f}x SDPA  {best['tb_per_s']:.2f} TB/s{extra}")
     print("\nlesson 16, FP8 KV kernel against bf16 SDPA on the same tokens:")
@@ -261,6 +266,7 @@ def main(argv=None):
         Path(args.json).write_text(json.dumps({"device": torch.cuda.get_device_name()
                                                if timed else "cpu", "torch": torch.__version__,
                                                "bf16": rows, "fp8": fp8_rows}, indent=1))
+    print(f"\n{len(rows)} + {len(fp8_rows)} configs in {time.time() - began:.0f} s")
     if failures:
         print("\nWRONG OUTPUTS:\n  " + "\n  ".join(failures))
         return 1

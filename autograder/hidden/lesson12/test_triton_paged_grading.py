@@ -140,9 +140,10 @@ def test_bfloat16_and_padding_entries():
 
 @pytest.mark.points(1)
 def test_bad_inputs_raise_in_plain_words():
-    """Contract: after a valid call, inputs the kernel cannot take raise ValueError before
-    any launch (a wrong-shaped table, a length past the table, float lengths, mixed dtypes),
-    with validate=True (the default on the CPU; on a GPU it costs a device sync)."""
+    """Bug: a wrapper that launches on inputs the kernel cannot take. After a valid call,
+    a wrong-shaped table, a length past the table, float lengths or mixed dtypes must raise
+    ValueError before any launch, with validate=True (the default on the CPU; on a GPU it
+    costs a device sync)."""
     case = _case([5, 8], 4, 2, seed=29)
     _run(case)
     bad = [

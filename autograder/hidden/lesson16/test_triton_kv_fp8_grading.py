@@ -105,8 +105,9 @@ def test_fp8_bfloat16_query_huge_scores():
 
 @pytest.mark.points(1)
 def test_fp8_bad_inputs_raise_in_plain_words():
-    """Contract: after a valid call, a cache that is not e4m3, scales of the wrong shape or
-    dtype, or a table of the wrong batch raise ValueError before any launch."""
+    """Bug: a wrapper that launches on inputs the kernel cannot take. After a valid call, a
+    cache that is not e4m3, scales of the wrong shape or dtype, or a table of the wrong
+    batch must raise ValueError before any launch."""
     case, tensors = fp8_case([5, 8], 4, 2, seed=35)
     _run(tensors)
     q, kq, vq, ks, vs, tables, lens = tensors
