@@ -105,8 +105,8 @@ def _interpreting() -> bool:
 
 def _dot_dtype(q: torch.Tensor):
     """The dtype of tl.dot's operands: q's (tensor cores take 16-bit floats), except on the
-    CPU, where Triton's interpreter multiplies 16-bit floats wrongly (Triton 3.9), so both
-    sides are converted to float32 there."""
+    CPU, where tl.dot in Triton's interpreter multiplies bfloat16 wrongly (Triton 3.9), so
+    both operands are converted to float32 there."""
     if q.device.type == "cpu" or q.dtype == torch.float32:
         return tl.float32
     return tl.bfloat16 if q.dtype == torch.bfloat16 else tl.float16
@@ -167,7 +167,7 @@ def _paged_decode_split_kernel(
     Read: learning/lesson12.md#the-kernel-track-split-kv-paged-decode
     """
     # hint: rows = query heads kv_head * GROUP + arange(BLOCK_H) (mask rows >= GROUP);
-    # hint: token t of the sequence sits in block tables[b, t // BLOCK_SIZE], offset t % BLOCK_SIZE
+    # hint: token t lies in block block_tables[b, t // block_size] at offset t % block_size
     raise NotImplementedError('lesson12: _paged_decode_split_kernel - read learning/lesson12.md#the-kernel-track-split-kv-paged-decode')
 
 
