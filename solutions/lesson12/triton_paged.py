@@ -172,7 +172,7 @@ def _paged_decode_split_kernel(
     b = tl.program_id(0)
     kv_head = tl.program_id(1)
     split = tl.program_id(2)
-    length = tl.minimum(tl.load(lens_ptr + b), max_len)  # never past the table
+    length = tl.minimum(tl.load(lens_ptr + b).to(tl.int32), max_len)  # never past the table
     start = split * split_len
     end = tl.minimum(start + split_len, length)
 
