@@ -270,6 +270,9 @@ def main(argv=None):
     if failures:
         print("\nWRONG OUTPUTS:\n  " + "\n  ".join(failures))
         return 1
+    if not rows or not fp8_rows:
+        print("\nno config ran (see the failures above)")
+        return 1
     return 0
 
 
