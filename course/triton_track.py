@@ -58,4 +58,30 @@ def import_triton():
         os.environ.setdefault(INTERPRET_ENV, "1")
     import triton
 
+    _interpret_library_functions()
     return triton
+
+
+def _interpret_library_functions() -> None:
+    """Make Triton's own ``@triton.jit`` functions (``tl.max``, ``tl.sum``, ...) interpreted.
+
+    Triton chooses the interpreter when each function is decorated, so its library functions
+    are compiled-mode objects when ``triton`` was imported before ``TRITON_INTERPRET`` was set
+    (torch imports it for some of its utilities, ``torch.utils.flop_counter`` among them,
+    which ``course.counting`` uses). An interpreted kernel that calls one of them then fails
+    with "Cannot call @triton.jit'd outside of the scope of a kernel". Re-running those
+    modules with the interpreter chosen replaces them; nothing happens when the interpreter
+    is off or they are interpreted already.
+    """
+    if os.environ.get(INTERPRET_ENV, "0") in ("", "0"):
+        return
+    import importlib
+
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
+
+    if isinstance(tl.standard.max, InterpretedFunction):
+        return
+    importlib.reload(tl.standard)
+    importlib.reload(tl.random)
+    importlib.reload(tl)

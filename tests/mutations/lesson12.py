@@ -189,3 +189,39 @@ MUTATIONS = [
              (H12 + "test_batcher_traces.py::test_contiguous_waste_with_a_reservation_per_sequence",),
              kind="contract"),
 ]
+
+# The kernel track (triton_paged.py): the mistakes a learner makes writing the split-KV kernel.
+# Caught by the CPU graders, which run the kernel in Triton's interpreter.
+TK = H12 + "test_triton_paged_grading.py::"
+MUTATIONS += [
+    Mutation("Triton kernel: token mask includes the end", "lesson12", "triton_paged.py",
+             "        tok_ok = tokens < end\n", "        tok_ok = tokens <= end\n",
+             (TK + "test_tile_boundaries",), kind="boundary"),
+    Mutation("Triton kernel: the accumulator is not rescaled when the max grows", "lesson12",
+             "triton_paged.py",
+             "        acc = acc * alpha[:, None] + tl.dot(",
+             "        acc = acc + tl.dot(",
+             (TK + "test_running_max_rescales_earlier_tiles",), kind="logic"),
+    Mutation("Triton kernel: query head h reads KV head h % n_kv", "lesson12", "triton_paged.py",
+             "    heads = kv_head * GROUP + rows\n",
+             "    heads = kv_head + rows * tl.num_programs(1)\n",
+             (TK + "test_query_heads_read_their_kv_head",), kind="logic"),
+    Mutation("Triton kernel: every sequence reads row 0 of the block table", "lesson12",
+             "triton_paged.py",
+             "    table_row = tables_ptr + b * stride_tb\n", "    table_row = tables_ptr\n",
+             (TK + "test_each_sequence_reads_its_own_table_row",), kind="rows-differ"),
+    Mutation("Triton merge: NaN when every split is empty (length 0)", "lesson12",
+             "triton_paged.py",
+             "    top = tl.where(top == float(\"-inf\"), 0.0, top)",
+             "    top = top",
+             (TK + "test_splits_merge_with_empty_ones",), kind="special-value"),
+    Mutation("Triton merge: weights exp(lse) of a base-2 log-sum-exp", "lesson12",
+             "triton_paged.py",
+             "    w = tl.exp2(lse - top)  # 0 for empty splits",
+             "    w = tl.exp(lse - top)  # 0 for empty splits",
+             (TK + "test_splits_merge_with_empty_ones",), kind="logic"),
+    Mutation("Triton kernel: exp2 of raw scores, no running max", "lesson12", "triton_paged.py",
+             "        m_new = tl.maximum(m, tl.max(s, axis=1))",
+             "        m_new = tl.maximum(m, 0.0)",
+             (TK + "test_huge_scores_stay_finite",), kind="extreme"),
+]

@@ -100,3 +100,24 @@ MUTATIONS = [
              (H16 + "test_smoothquant_grading.py::test_scales_formula_any_alpha",),
              kind="dtype-device"),
 ]
+
+# The kernel track (triton_kv_fp8.py): where the per-token scales go in the fused kernel.
+# Caught by the CPU graders, which run the kernel in Triton's interpreter.
+TK = H16 + "test_triton_kv_fp8_grading.py::"
+MUTATIONS += [
+    Mutation("Triton FP8 kernel: the K scale is never applied", "lesson16", "triton_kv_fp8.py",
+             "        s = s * (k_scale * qk_scale)[None, :]", "        s = s * qk_scale",
+             (TK + "test_k_and_v_scales_each_applied_once",), kind="logic"),
+    Mutation("Triton FP8 kernel: the V scale also divides the softmax sum", "lesson16",
+             "triton_kv_fp8.py",
+             "        pv = (p * v_scale[None, :]).to(DOT_DTYPE)",
+             "        l = l + tl.sum(p * (v_scale[None, :] - 1.0), axis=1)\n"
+             "        pv = (p * v_scale[None, :]).to(DOT_DTYPE)",
+             (TK + "test_k_and_v_scales_each_applied_once",), kind="logic"),
+    Mutation("Triton FP8 kernel: scales read at the logical token, not the physical slot",
+             "lesson16", "triton_kv_fp8.py",
+             "        scale_at = block * stride_sb + slot * stride_st + kv_head * stride_sh",
+             "        scale_at = tokens * stride_st + kv_head * stride_sh",
+             (TK + "test_fp8_random_layouts", TK + "test_k_and_v_scales_each_applied_once"),
+             kind="rows-differ"),
+]

@@ -1,0 +1,242 @@
+"""The kernel track (optional): paged decode attention as a split-KV Triton kernel.
+
+Same contract as ``paged_attention.paged_attention_decode``: q ``[batch, n_heads, d_head]``,
+``k_cache, v_cache: [num_blocks, block_size, n_kv_heads, d_head]``, ``block_tables: [batch,
+max_blocks]``, ``context_lens: [batch]``; query head ``h`` reads KV head ``h // group``
+(``group = n_heads // n_kv_heads``); a sequence of length 0 gets zeros; entries of the block
+table past a sequence's last block are padding and are never read.
+
+Two launches (flash-decoding, Dao et al. 2023):
+
+* stage 1, grid ``(batch, n_kv_heads, num_splits)``: a program takes one KV head and all
+  ``group`` query heads that read it (rows of a ``[BLOCK_H, d]`` tile, ``BLOCK_H >= 16`` so
+  ``tl.dot`` applies), walks its split's tokens ``BLOCK_N`` at a time through the block table
+  with an online softmax in float32, and writes a partial result: the normalised output of
+  its tokens and their log-sum-exp (base 2);
+* stage 2, grid ``(batch, n_heads)``: merges each row's splits, weighting each by
+  ``2 ** (lse_split - lse_total)``, and casts to q's dtype.
+
+Runs compiled on CUDA tensors, or on CPU tensors in Triton's interpreter
+(``TRITON_INTERPRET=1``, set before this module is imported).
+
+Read: learning/lesson12.md#the-kernel-track-split-kv-paged-decode
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634  # log2(e): exp(x) == exp2(x * LOG2E)
+H200_SMS = 132  # streaming multiprocessors of an H200 (NVIDIA H200 datasheet); CPU default
+TARGET_WAVES = 2  # aim for at least this many programs per SM in stage 1
+MIN_TILES_PER_SPLIT = 4  # a split walks at least this many BLOCK_N tiles (when there are any)
+DEFAULT_BLOCK_N = 64
+DEFAULT_NUM_WARPS = 4
+DEFAULT_NUM_STAGES = 2
+
+
+def check_triton_paged_inputs(q, k_cache, v_cache, block_tables, context_lens, *,
+                              check_lengths: bool = True) -> None:
+    """Raise ValueError, in plain words, for inputs the kernel cannot take.
+
+    Shapes, dtypes and devices are checked on the host for free; the values of
+    ``context_lens`` only when ``check_lengths`` (reading them waits for the GPU).
+    """
+    tensors = {"q": q, "k_cache": k_cache, "v_cache": v_cache, "block_tables": block_tables,
+               "context_lens": context_lens}
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if q.dim() != 3:
+        raise ValueError(f"q must be [batch, n_heads, d_head], got shape {tuple(q.shape)}")
+    if k_cache.dim() != 4 or k_cache.shape != v_cache.shape:
+        raise ValueError("k_cache and v_cache must both be [num_blocks, block_size, "
+                         f"n_kv_heads, d_head]; got {tuple(k_cache.shape)} and "
+                         f"{tuple(v_cache.shape)}")
+    batch, n_heads, d_head = q.shape
+    n_kv_heads = k_cache.shape[2]
+    if k_cache.shape[3] != d_head:
+        raise ValueError(f"d_head differs: q has {d_head}, the cache {k_cache.shape[3]}")
+    if n_kv_heads == 0 or n_heads % n_kv_heads:
+        raise ValueError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads})")
+    if block_tables.dim() != 2 or block_tables.shape[0] != batch:
+        raise ValueError(f"block_tables must be [batch={batch}, max_blocks], got "
+                         f"{tuple(block_tables.shape)}")
+    if context_lens.shape != (batch,):
+        raise ValueError(f"context_lens must be [batch={batch}], got {tuple(context_lens.shape)}")
+    if block_tables.dtype.is_floating_point or context_lens.dtype.is_floating_point:
+        raise ValueError("block_tables and context_lens must be integer tensors")
+    if q.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        raise ValueError(f"q must be float16, bfloat16 or float32, got {q.dtype}")
+    if k_cache.dtype != q.dtype or v_cache.dtype != q.dtype:
+        raise ValueError(f"q, k_cache and v_cache must share a dtype; got {q.dtype}, "
+                         f"{k_cache.dtype} and {v_cache.dtype}")
+    devices = {t.device for t in tensors.values()}
+    if len(devices) != 1:
+        raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devices))}")
+    device = q.device
+    if device.type != "cuda" and not (device.type == "cpu" and _interpreting()):
+        raise ValueError(f"tensors are on {device}: they must be on a CUDA device, or on the "
+                         "CPU under TRITON_INTERPRET=1")
+    if q.stride(2) != 1 or k_cache.stride(3) != 1 or v_cache.stride(3) != 1:
+        raise ValueError("the last (d_head) axis of q, k_cache and v_cache must be contiguous")
+    if not (check_lengths and batch):
+        return
+    lo, hi = torch.aminmax(context_lens.long())
+    lo, hi = int(lo), int(hi)
+    capacity = block_tables.shape[1] * k_cache.shape[1]
+    if hi > capacity:
+        raise ValueError(f"a context length ({hi}) exceeds what the block table holds "
+                         f"({block_tables.shape[1]} blocks x {k_cache.shape[1]} tokens)")
+    if lo < 0:
+        raise ValueError(f"context lengths must be >= 0, got {lo}")
+
+
+def _interpreting() -> bool:
+    import os
+
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _dot_dtype(q: torch.Tensor):
+    """The dtype of tl.dot's operands: q's (tensor cores take 16-bit floats), except on the
+    CPU, where tl.dot in Triton's interpreter multiplies bfloat16 wrongly (Triton 3.9), so
+    both operands are converted to float32 there."""
+    if q.device.type == "cpu" or q.dtype == torch.float32:
+        return tl.float32
+    return tl.bfloat16 if q.dtype == torch.bfloat16 else tl.float16
+
+
+def sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device; an H200's count for the CPU interpreter."""
+    if device.type == "cuda":
+        return _cuda_sms(device.index if device.index is not None else
+                         torch.cuda.current_device())
+    return H200_SMS
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_sms(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def choose_num_splits(batch: int, n_kv_heads: int, longest: int, sms: int,
+                      block_n: int = DEFAULT_BLOCK_N) -> int:
+    """How many pieces to cut each sequence into for stage 1.
+
+    ``batch * n_kv_heads`` programs without a split; enough splits to give every SM at
+    least ``TARGET_WAVES`` programs, but never a split shorter than ``MIN_TILES_PER_SPLIT``
+    tiles of ``block_n`` tokens (a short split spends more on its partial result than on
+    its tokens), and at least 1.
+    """
+    programs = max(batch * n_kv_heads, 1)
+    wanted = -(-TARGET_WAVES * sms // programs)
+    most = max(longest // (MIN_TILES_PER_SPLIT * block_n), 1)
+    return max(1, min(wanted, most))
+
+
+def tokens_per_split(longest: int, num_splits: int, block_n: int) -> int:
+    """Tokens each split walks: ``longest / num_splits`` rounded up to whole tiles (>= 1 tile)."""
+    per = -(-max(longest, 1) // max(num_splits, 1))
+    return -(-per // block_n) * block_n
+
+
+@triton.jit
+def _paged_decode_split_kernel(
+        q_ptr, k_ptr, v_ptr, tables_ptr, lens_ptr, part_out_ptr, part_lse_ptr,
+        qk_scale,  # softmax scale x log2(e): scores come out in base 2
+        split_len,  # tokens per split, a multiple of BLOCK_N
+        max_len,  # tokens any sequence may attend to (at most the table's capacity)
+        stride_qb, stride_qh,
+        stride_kb, stride_kt, stride_kh,  # k_cache: block, token in block, KV head (d is 1)
+        stride_vb, stride_vt, stride_vh,
+        stride_tb,  # block_tables: row
+        stride_ob, stride_oh, stride_os,  # part_out [batch, n_heads, splits, d] (d is 1)
+        stride_lb, stride_lh,  # part_lse [batch, n_heads, splits] (split is 1)
+        GROUP: tl.constexpr, BLOCK_H: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr,
+        BLOCK_SIZE: tl.constexpr, BLOCK_N: tl.constexpr, DOT_DTYPE: tl.constexpr,
+        DOT_PRECISION: tl.constexpr):
+    """One (sequence, KV head, split): the GROUP query heads of this KV head against the
+    split's tokens; writes out/l and the base-2 log-sum-exp per query head.
+
+    Read: learning/lesson12.md#the-kernel-track-split-kv-paged-decode
+    """
+    # hint: rows = query heads kv_head * GROUP + arange(BLOCK_H) (mask rows >= GROUP);
+    # hint: token t lies in block block_tables[b, t // block_size] at offset t % block_size
+    raise NotImplementedError('lesson12: _paged_decode_split_kernel - read learning/lesson12.md#the-kernel-track-split-kv-paged-decode')
+
+
+@triton.jit
+def _paged_decode_merge_kernel(
+        part_out_ptr, part_lse_ptr, out_ptr, num_splits,
+        stride_ob, stride_oh, stride_os, stride_lb, stride_lh, stride_yb, stride_yh,
+        D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_S: tl.constexpr):
+    """One (sequence, query head): merge its splits' partial outputs by their log-sum-exp.
+
+    Read: learning/lesson12.md#the-kernel-track-split-kv-paged-decode
+    """
+    # hint: weight of split s = 2^(lse_s - max lse); an all-empty row (length 0) gives zeros
+    raise NotImplementedError('lesson12: _paged_decode_merge_kernel - read learning/lesson12.md#the-kernel-track-split-kv-paged-decode')
+
+
+def paged_decode_triton(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                        block_tables: torch.Tensor, context_lens: torch.Tensor,
+                        scale: float | None = None, *, num_splits: int | None = None,
+                        max_context_len: int | None = None, validate: bool | None = None,
+                        block_n: int | None = None, num_warps: int | None = None,
+                        num_stages: int | None = None) -> torch.Tensor:
+    """Paged decode attention in two Triton launches (split-KV).
+
+    Args:
+        q, k_cache, v_cache, block_tables, context_lens, scale: exactly as
+            ``paged_attention_decode`` (lesson 12).
+        num_splits: pieces each sequence is cut into (stage 1's third grid axis); default
+            ``choose_num_splits`` from the batch, the longest length and the SM count.
+        max_context_len: the longest ``context_lens`` entry, if the caller knows it on the
+            host (an engine does); default: what the block table can hold. Splits are cut
+            from it; a sequence attends to at most this many tokens.
+        validate: check the values of ``context_lens`` (0 ... the table's capacity) before
+            the launch. Default: on the CPU only. On a GPU, reading them waits for the device
+            (a sync), which leaves the GPU idle while the host launches the kernels; out of
+            range lengths are clamped to the table's capacity instead, so nothing outside
+            the cache is ever read.
+        block_n: tokens per tile (a power of two >= 16); num_warps, num_stages: Triton's
+            launch options. Defaults: ``DEFAULT_BLOCK_N``, ``DEFAULT_NUM_WARPS``,
+            ``DEFAULT_NUM_STAGES``. They change speed, never the answer.
+    Returns:
+        ``[batch, n_heads, d_head]`` in q's dtype.
+
+    Read: learning/lesson12.md#the-kernel-track-split-kv-paged-decode
+    """
+    validate = q.device.type == "cpu" if validate is None else bool(validate)
+    check_triton_paged_inputs(q, k_cache, v_cache, block_tables, context_lens,
+                              check_lengths=validate)
+    block_n = DEFAULT_BLOCK_N if block_n is None else int(block_n)
+    if block_n < 16 or block_n & (block_n - 1):
+        raise ValueError(f"block_n must be a power of two >= 16, got {block_n}")
+    if num_splits is not None and int(num_splits) < 1:
+        raise ValueError(f"num_splits must be >= 1, got {num_splits}")
+    num_warps = DEFAULT_NUM_WARPS if num_warps is None else int(num_warps)
+    num_stages = DEFAULT_NUM_STAGES if num_stages is None else int(num_stages)
+    batch, n_heads, d_head = q.shape
+    num_blocks, block_size, n_kv_heads, _ = k_cache.shape
+    scale = 1.0 / math.sqrt(d_head) if scale is None else float(scale)
+    longest = block_tables.shape[1] * block_size  # the table's capacity: no device sync
+    if max_context_len is not None:
+        if validate and batch and int(context_lens.max()) > max_context_len:
+            raise ValueError(f"max_context_len={max_context_len} is below the longest "
+                             f"context length ({int(context_lens.max())})")
+        longest = min(int(max_context_len), longest)
+    out = torch.empty_like(q)
+    if batch == 0 or n_heads == 0:
+        return out
+    if longest <= 0:
+        return out.zero_()
+    # hint: splits = num_splits or choose_num_splits(...); split_len = tokens_per_split(...)
+    # hint: float32 workspaces [batch, n_heads, splits, d] and [batch, n_heads, splits]
+    raise NotImplementedError('lesson12: paged_decode_triton - read learning/lesson12.md#the-kernel-track-split-kv-paged-decode')
