@@ -31,11 +31,13 @@ import triton.language as tl
 
 LOG2E = 1.4426950408889634  # log2(e): exp(x) == exp2(x * LOG2E)
 H200_SMS = 132  # streaming multiprocessors of an H200 (NVIDIA H200 datasheet); CPU default
-TARGET_WAVES = 2  # aim for at least this many programs per SM in stage 1
+TARGET_WAVES = 4  # aim for at least this many programs per SM in stage 1
 MIN_TILES_PER_SPLIT = 4  # a split walks at least this many BLOCK_N tiles (when there are any)
-DEFAULT_BLOCK_N = 64
+# Measured on an H200 (tools/tune_paged_decode.py, 2026-12-01): a tile of 128 tokens (as many
+# bytes as lesson 12's 64 in bf16), 4 warps, 3 stages.
+DEFAULT_BLOCK_N = 128
 DEFAULT_NUM_WARPS = 4
-DEFAULT_NUM_STAGES = 2
+DEFAULT_NUM_STAGES = 3
 
 
 def check_fp8_paged_inputs(q, k_cache, v_cache, k_scales, v_scales, block_tables,
@@ -107,12 +109,14 @@ def _interpreting() -> bool:
 
 
 def _dot_dtype(q: torch.Tensor):
-    """The dtype of tl.dot's operands: q's (tensor cores take 16-bit floats), except on the
-    CPU, where tl.dot in Triton's interpreter multiplies bfloat16 wrongly (Triton 3.9), so
-    both operands are converted to float32 there."""
+    """The dtype of tl.dot's operands: float16 on a GPU, whatever q's 16-bit dtype (e4m3
+    converts to float16 exactly, in one instruction per pair of values; to bfloat16 it takes
+    several, and that conversion, not the bytes, then bounds the kernel), float32 for float32
+    queries and on the CPU, where tl.dot in Triton's interpreter multiplies bfloat16 wrongly
+    (Triton 3.9)."""
     if q.device.type == "cpu" or q.dtype == torch.float32:
         return tl.float32
-    return tl.bfloat16 if q.dtype == torch.bfloat16 else tl.float16
+    return tl.float16
 
 
 def sm_count(device: torch.device) -> int:

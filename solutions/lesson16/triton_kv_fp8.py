@@ -31,11 +31,13 @@ import triton.language as tl
 
 LOG2E = 1.4426950408889634  # log2(e): exp(x) == exp2(x * LOG2E)
 H200_SMS = 132  # streaming multiprocessors of an H200 (NVIDIA H200 datasheet); CPU default
-TARGET_WAVES = 2  # aim for at least this many programs per SM in stage 1
+TARGET_WAVES = 4  # aim for at least this many programs per SM in stage 1
 MIN_TILES_PER_SPLIT = 4  # a split walks at least this many BLOCK_N tiles (when there are any)
-DEFAULT_BLOCK_N = 64
+# Measured on an H200 (tools/tune_paged_decode.py, 2026-12-01): a tile of 128 tokens (as many
+# bytes as lesson 12's 64 in bf16), 4 warps, 3 stages.
+DEFAULT_BLOCK_N = 128
 DEFAULT_NUM_WARPS = 4
-DEFAULT_NUM_STAGES = 2
+DEFAULT_NUM_STAGES = 3
 
 
 def check_fp8_paged_inputs(q, k_cache, v_cache, k_scales, v_scales, block_tables,
@@ -107,12 +109,14 @@ def _interpreting() -> bool:
 
 
 def _dot_dtype(q: torch.Tensor):
-    """The dtype of tl.dot's operands: q's (tensor cores take 16-bit floats), except on the
-    CPU, where tl.dot in Triton's interpreter multiplies bfloat16 wrongly (Triton 3.9), so
-    both operands are converted to float32 there."""
+    """The dtype of tl.dot's operands: float16 on a GPU, whatever q's 16-bit dtype (e4m3
+    converts to float16 exactly, in one instruction per pair of values; to bfloat16 it takes
+    several, and that conversion, not the bytes, then bounds the kernel), float32 for float32
+    queries and on the CPU, where tl.dot in Triton's interpreter multiplies bfloat16 wrongly
+    (Triton 3.9)."""
     if q.device.type == "cpu" or q.dtype == torch.float32:
         return tl.float32
-    return tl.bfloat16 if q.dtype == torch.bfloat16 else tl.float16
+    return tl.float16
 
 
 def sm_count(device: torch.device) -> int:
@@ -186,7 +190,15 @@ def _fp8_paged_decode_split_kernel(
     dims = tl.arange(0, BLOCK_D)
     dim_ok = dims < D
     q = tl.load(q_ptr + b * stride_qb + heads[:, None] * stride_qh + dims[None, :],
-                mask=row_ok[:, None] & dim_ok[None, :], other=0.0).to(DOT_DTYPE)
+                mask=row_ok[:, None] & dim_ok[None, :], other=0.0).to(tl.float32)
+    # e4m3 converts to float16 in one instruction per pair (to bfloat16 it takes several), so
+    # the dots run in float16; each query row is scaled by a power of two (exact) so that its
+    # largest entry lands in [2^13, 2^14), far inside float16's range, and the scores are
+    # scaled back in float32.
+    q_max = tl.max(tl.abs(q), axis=1)
+    q_exp = tl.where(q_max > 0, 13.0 - tl.floor(tl.log2(tl.where(q_max > 0, q_max, 1.0))), 0.0)
+    q = (q * tl.exp2(q_exp)[:, None]).to(DOT_DTYPE)
+    row_scale = tl.exp2(-q_exp) * qk_scale
 
     m = tl.full([BLOCK_H], float("-inf"), tl.float32)  # running max (base 2)
     l = tl.zeros([BLOCK_H], tl.float32)  # running sum of 2^(s - m)
@@ -205,7 +217,7 @@ def _fp8_paged_decode_split_kernel(
         scale_at = block * stride_sb + slot * stride_st + kv_head * stride_sh
         k_scale = tl.load(ks_ptr + scale_at, mask=tok_ok, other=0.0)  # [BLOCK_N] float32
         s = tl.dot(q, tl.trans(k.to(DOT_DTYPE)), input_precision=DOT_PRECISION)
-        s = s * (k_scale * qk_scale)[None, :]  # [BLOCK_H, BLOCK_N], base 2
+        s = s * row_scale[:, None] * k_scale[None, :]  # [BLOCK_H, BLOCK_N], base 2
         s = tl.where(tok_ok[None, :], s, float("-inf"))
         m_new = tl.maximum(m, tl.max(s, axis=1))  # finite: every tile has a valid token
         alpha = tl.exp2(m - m_new)  # rescales what was summed under the old max
@@ -214,8 +226,14 @@ def _fp8_paged_decode_split_kernel(
         v = tl.load(v_ptr + block[:, None] * stride_vb + slot[:, None] * stride_vt
                     + kv_head * stride_vh + dims[None, :], mask=kv_mask, other=0.0)
         v_scale = tl.load(vs_ptr + scale_at, mask=tok_ok, other=0.0)
-        pv = (p * v_scale[None, :]).to(DOT_DTYPE)
-        acc = acc * alpha[:, None] + tl.dot(pv, v.to(DOT_DTYPE), input_precision=DOT_PRECISION)
+        # The tile's V scales, brought up by one power of two so that the largest is in [1, 2):
+        # p x scale then stays in float16's range whatever the values' size, and the power of
+        # two comes off again in float32.
+        v_top = tl.max(v_scale, axis=0)
+        v_exp = tl.where(v_top > 0, -tl.floor(tl.log2(tl.where(v_top > 0, v_top, 1.0))), 0.0)
+        pv = (p * (v_scale * tl.exp2(v_exp))[None, :]).to(DOT_DTYPE)
+        pv_v = tl.dot(pv, v.to(DOT_DTYPE), input_precision=DOT_PRECISION)
+        acc = acc * alpha[:, None] + pv_v * tl.exp2(-v_exp)
         m = m_new
 
     # An empty split (start >= length) writes lse = -inf and zeros: stage 2 gives it no weight.

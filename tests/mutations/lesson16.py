@@ -106,13 +106,14 @@ MUTATIONS = [
 TK = H16 + "test_triton_kv_fp8_grading.py::"
 MUTATIONS += [
     Mutation("Triton FP8 kernel: the K scale is never applied", "lesson16", "triton_kv_fp8.py",
-             "        s = s * (k_scale * qk_scale)[None, :]", "        s = s * qk_scale",
+             "        s = s * row_scale[:, None] * k_scale[None, :]",
+             "        s = s * row_scale[:, None]",
              (TK + "test_k_and_v_scales_each_applied_once",), kind="logic"),
     Mutation("Triton FP8 kernel: the V scale also divides the softmax sum", "lesson16",
              "triton_kv_fp8.py",
-             "        pv = (p * v_scale[None, :]).to(DOT_DTYPE)",
+             "        pv = (p * (v_scale * tl.exp2(v_exp))[None, :]).to(DOT_DTYPE)",
              "        l = l + tl.sum(p * (v_scale[None, :] - 1.0), axis=1)\n"
-             "        pv = (p * v_scale[None, :]).to(DOT_DTYPE)",
+             "        pv = (p * (v_scale * tl.exp2(v_exp))[None, :]).to(DOT_DTYPE)",
              (TK + "test_k_and_v_scales_each_applied_once",), kind="logic"),
     Mutation("Triton FP8 kernel: scales read at the logical token, not the physical slot",
              "lesson16", "triton_kv_fp8.py",

@@ -117,3 +117,23 @@ def test_fp8_bad_inputs_raise_in_plain_words():
                  (q, kq, vq, ks, vs, tables[:1], lens)]:
         with pytest.raises(ValueError):
             paged_decode_fp8_triton(*args)
+
+
+@pytest.mark.points(1)
+def test_bf16_queries_of_any_size_and_tiny_values():
+    """Bugs (on a GPU, where the dots run in 16-bit floats): query entries past float16's
+    65504 overflow to inf, or probabilities times tiny V scales (values of size 1e-7) flush to
+    zero, so the output is NaN or 0. On the CPU the dots run in float32 and this passes."""
+    case, tensors = fp8_case([40, 70], 8, 2, d_head=32, block_size=16, seed=41,
+                             dtype=torch.bfloat16)
+    big_q = (case.q.float() * 3e4).to(torch.bfloat16)  # entries up to about 1e5
+    tiny = 1e-7
+    case.q, tensors[0] = big_q, big_q
+    tensors[4] = tensors[4] * tiny  # V scales
+    case.values = [(v.float() * tiny).to(v.dtype) for v in case.values]
+    out = _run(tensors, num_splits=2)
+    want = dense_decode_reference(case)
+    assert torch.isfinite(out).all(), "the output holds inf or NaN"
+    assert_close(out.float() / tiny, want.float() / tiny, atol=2e-2, rtol=2e-2,
+                 what="paged_decode_fp8_triton with bf16 queries up to 1e5 and values of 1e-7 "
+                      "(divided by 1e-7)", reference=REFERENCE)
