@@ -31,7 +31,11 @@ import triton.language as tl
 
 LOG2E = 1.4426950408889634  # log2(e): exp(x) == exp2(x * LOG2E)
 H200_SMS = 132  # streaming multiprocessors of an H200 (NVIDIA H200 datasheet); CPU default
-TARGET_WAVES = 4  # aim for at least this many programs per SM in stage 1
+# Splits come in powers of two, up to about TARGET_WAVES programs per SM. On an H200 (bf16,
+# tools/tune_paged_decode.py, 2026-11-30 and 12-01) 4 x 32k tokens ran at 0.79x dense SDPA with 9
+# splits and 0.98x with 16; 16 x 16k at 0.93x with 3, 0.96x with 4 and 0.78x with 5 (a short
+# last split): a power of two divides the usual power-of-two context lengths evenly.
+TARGET_WAVES = 4  # programs per SM that stage 1 aims for
 MIN_TILES_PER_SPLIT = 4  # a split walks at least this many BLOCK_N tiles (when there are any)
 # Measured on an H200 (tools/tune_paged_decode.py, 2026-12-01): a tile of 128 tokens (as many
 # bytes as lesson 12's 64 in bf16), 4 warps, 3 stages.
@@ -136,15 +140,15 @@ def choose_num_splits(batch: int, n_kv_heads: int, longest: int, sms: int,
                       block_n: int = DEFAULT_BLOCK_N) -> int:
     """How many pieces to cut each sequence into for stage 1.
 
-    ``batch * n_kv_heads`` programs without a split; enough splits to give every SM at
-    least ``TARGET_WAVES`` programs, but never a split shorter than ``MIN_TILES_PER_SPLIT``
-    tiles of ``block_n`` tokens (a short split spends more on its partial result than on
-    its tokens), and at least 1.
+    ``batch * n_kv_heads`` programs without a split; the largest power of two of splits that
+    gives every SM at most about ``TARGET_WAVES`` programs, but never a split shorter than
+    ``MIN_TILES_PER_SPLIT`` tiles of ``block_n`` tokens (a short split spends more on its
+    partial result than on its tokens), and at least 1.
     """
     programs = max(batch * n_kv_heads, 1)
-    wanted = -(-TARGET_WAVES * sms // programs)
+    wanted = max(TARGET_WAVES * sms // programs, 1)
     most = max(longest // (MIN_TILES_PER_SPLIT * block_n), 1)
-    return max(1, min(wanted, most))
+    return 1 << (min(wanted, most).bit_length() - 1)  # a power of two, >= 1
 
 
 def tokens_per_split(longest: int, num_splits: int, block_n: int) -> int:

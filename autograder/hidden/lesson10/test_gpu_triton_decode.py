@@ -14,14 +14,13 @@ triton = import_triton()
 
 from exercises.lesson10.triton_decode import split_kv_decode_triton  # noqa: E402
 
-# PROVISIONAL (the lead sets the final value from ten runs on an H200). Decode attention reads
-# K and V once; SDPA's flash kernels and a split-KV Triton kernel are both bound by those bytes,
-# so a correct kernel that fills the GPU runs close to SDPA. The issue asks 0.9x SDPA for the
-# paged kernel at 16 sequences x 16k tokens and 0.7x at 4 x 32k; a dense cache is the easier
-# case. 0.6 leaves room for a learner's untuned launch parameters; a kernel without the split
-# (one program per sequence and head: 32 programs at batch 1) or one that copies the cache to
-# float32 first runs at a fraction of that.
-THRESHOLD = 0.6
+# Decode attention reads K and V once; SDPA's flash kernels and a split-KV Triton kernel are both
+# bound by those bytes, so a correct kernel that fills the GPU runs close to SDPA. The reference
+# ran at 0.976-0.991x SDPA at both shapes in ten rounds on an H200 (2026-12-01, torch
+# 2.11.0+cu130, Triton 3.6; hardware_fixtures/h200_sxm.toml). 0.8 leaves 18% for run-to-run
+# spread and a learner's untuned launch; a kernel without the split (one program per sequence
+# and head: 32 programs at batch 1) or one that copies the cache to float32 first runs far below.
+THRESHOLD = 0.8
 SHAPES = [(1, 32, 32, 32768), (16, 32, 8, 16384)]  # (batch, heads, kv_heads, tokens)
 
 

@@ -16,12 +16,12 @@ from course.bench import check_roofline, cuda_time, measure_copy_bandwidth, reco
 from course.testing import assert_close
 
 N_HEADS, N_KV_HEADS, D_HEAD, BLOCK_SIZE = 32, 8, 128, 16
-# PROVISIONAL (the lead sets the final value from ten runs on an H200). Reasoning: a one-pass
-# Triton kernel with one program per (sequence, KV head) reached 0.92x dense SDPA at 64 x 4k
-# and 0.50x at 16 x 16k on an H200 (torch 2.11, CUDA 13, Triton 3.6): at 16 x 16k it has 128
-# programs for 132 SMs. Split-KV targets >= 0.9x at both; 0.7 leaves ~20% for run-to-run
-# spread and a learner's untuned kernel, and still fails a kernel without the split at 16 x 16k.
-THRESHOLD = 0.7
+# A one-pass Triton kernel with one program per (sequence, KV head) reached 0.92x dense SDPA at
+# 64 x 4k and 0.50x at 16 x 16k on an H200 (128 programs for 132 SMs). The split-KV reference ran
+# at 0.969-0.974x (64 x 4k) and 0.957-0.961x (16 x 16k) in ten rounds (2026-12-01, torch
+# 2.11.0+cu130, Triton 3.6; hardware_fixtures/h200_sxm.toml). 0.8 leaves 16% for spread and a
+# learner's untuned launch, and still fails a kernel without the split at 16 x 16k.
+THRESHOLD = 0.8
 SHAPES = [(64, 4096), (16, 16384)]  # (sequences, tokens each)
 
 

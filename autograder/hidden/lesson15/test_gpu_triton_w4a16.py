@@ -18,16 +18,16 @@ triton = import_triton()
 from exercises.lesson15.triton_w4a16 import w4a16_gemv_triton  # noqa: E402
 from exercises.lesson15.w4a16 import W4Linear, int4pack_mm  # noqa: E402
 
-# PROVISIONAL (the lead sets the final value from ten runs on an H200). The goal for
-# the reference kernel is parity with torch's int4 kernel (ratio >= 1.0); torch's kernel ran
-# 1.75-1.82x the bf16 GEMV in the lesson's own calibration while the bytes allow 3.76x, so a
-# plain, well-tiled GEMV has room to reach parity. A learner's correct kernel with the given
-# default launch parameters should be near the reference; 0.8 leaves 20% under parity for
-# that, and a kernel that dequantizes the whole weight to memory first (3x or more the bytes)
-# or reads the weight once per output row stays far below it.
+# The goal for the reference kernel is parity with torch's int4 kernel; it is not met:
+# the reference ran at 0.59-0.68x torch's kernel at 8192 x 8192 and 0.69-0.70x at 14336 x 4096
+# in ten rounds on an H200 (one round 0.52x; 2026-12-01, torch 2.11.0+cu130, Triton 3.6;
+# hardware_fixtures/h200_sxm.toml), while beating the bf16 GEMV (1.09-1.28x). Unpacking takes
+# a few integer instructions per nibble, which bounds a plain Triton GEMV before the bytes do.
+# 0.45 passes a kernel as good as the reference in every round, and fails one that dequantizes
+# the whole weight to memory first (3x or more the bytes) or reads the weight once per row.
 THRESHOLD = 0.45
 GROUP = 128
-SHAPES = [(4096, 4096), (8192, 8192)]  # (N, K)
+SHAPES = [(8192, 8192), (14336, 4096)]  # (N, K): 4096 x 4096 is too short a kernel to time steadily
 
 
 @pytest.mark.gpu

@@ -16,13 +16,13 @@ from course.bench import check_roofline, cuda_time, measure_copy_bandwidth, reco
 from course.testing import assert_close
 
 N_HEADS, N_KV_HEADS, D_HEAD, BLOCK_SIZE = 32, 8, 128, 16
-# PROVISIONAL (the lead sets the final value from ten runs on an H200). Reasoning: the FP8
-# kernel reads d_head + 4 = 132 bytes per token and head where bf16 SDPA reads 256, so a
-# kernel as close to its bandwidth roof as SDPA is to its own runs about 1.9x faster; lesson
-# 12's bf16 kernel targets >= 0.9x SDPA, which puts the FP8 one near 1.7x. 1.2 asks for a
-# clear win (the issue: "faster than bf16 SDPA at long context") with room for spread and
-# for the e4m3 -> bf16 conversions; dequantizing the whole cache first (0.055x) fails it.
-THRESHOLD = 0.75
+# The FP8 kernel reads d_head + 4 = 132 bytes per token and head where bf16 SDPA reads 256, so
+# the bytes allow about 1.9x. The reference does not get there: it ran at 0.951-0.964x bf16 SDPA
+# in ten rounds on an H200 (2026-12-01, torch 2.11.0+cu130, Triton 3.6; float16 dots, 4 splits;
+# hardware_fixtures/h200_sxm.toml), so this grades parity with a margin, not the win the bytes
+# promise. 0.8 leaves 16% for spread and a learner's untuned launch; dequantizing the whole cache
+# first (0.055x) or converting e4m3 through float32 per element falls far below.
+THRESHOLD = 0.8
 SHAPES = [(16, 16384)]  # (sequences, tokens each): long context
 
 
@@ -58,7 +58,7 @@ def quantize(cache):
 @pytest.mark.gpu
 @pytest.mark.points(3)
 @pytest.mark.parametrize("batch,tokens", SHAPES)
-def test_triton_fp8_decode_beats_bf16_sdpa(batch, tokens):
+def test_triton_fp8_decode_keeps_up_with_bf16_sdpa(batch, tokens):
     """Bugs: an FP8 kernel that is right but slow - dequantizing whole tiles to float32
     before the dot, scales loaded per element instead of per token, one program per query
     head, no split of long sequences. Must reach THRESHOLD x the speed of bf16 SDPA on the
@@ -112,5 +112,5 @@ def test_triton_fp8_decode_beats_bf16_sdpa(batch, tokens):
         f"the FP8 paged decode ran {ratio:.2f}x the speed of bf16 SDPA on the same {batch} x "
         f"{tokens} tokens ({bw_kernel / 1e12:.2f} TB/s of FP8 cache against "
         f"{bw_dense / 1e12:.2f} TB/s of bf16); at least {THRESHOLD}x is expected: it reads "
-        "half the bytes. Convert e4m3 to bf16 in registers, apply the scales per token to "
+        "half the bytes. Convert e4m3 to float16 in registers, apply the scales per token to "
         "scores and probabilities, and split long sequences.")
