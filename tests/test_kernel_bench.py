@@ -1,5 +1,5 @@
 """course.kernel_bench on the CPU: the loader, the missing-kernel rows, the table and its JSON,
-and the one-line refusal without a GPU (the timings themselves need one; the lead runs them)."""
+and the one-line refusal without a GPU (the timings themselves need a GPU; hardware_fixtures/ records them)."""
 
 import json
 import sys
