@@ -20,6 +20,7 @@ decorated with ``@triton.jit``, that is when its module is imported.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -85,3 +86,56 @@ def _interpret_library_functions() -> None:
     importlib.reload(tl.standard)
     importlib.reload(tl.random)
     importlib.reload(tl)
+
+
+# -- launch helpers shared by the split-KV kernels (lessons 12 and 16) ---------------------------
+
+H200_SMS = 132  # streaming multiprocessors of an H200 (NVIDIA H200 datasheet); the CPU's stand-in
+# Splits come in powers of two, up to about TARGET_WAVES programs per SM. On an H200 (bf16,
+# tools/tune_paged_decode.py, 2026-11-30 and 12-01) 4 x 32k tokens ran at 0.79x dense SDPA with 9
+# splits and 0.98x with 16; 16 x 16k at 0.93x with 3, 0.96x with 4 and 0.78x with 5 (a short
+# last split): a power of two divides the usual power-of-two context lengths evenly.
+TARGET_WAVES = 4  # programs per SM that stage 1 aims for
+MIN_TILES_PER_SPLIT = 4  # a split walks at least this many tiles (when there are any)
+
+
+def interpreting() -> bool:
+    """Whether Triton kernels run in the interpreter (``TRITON_INTERPRET`` set and not 0)."""
+    return os.environ.get(INTERPRET_ENV, "0") not in ("", "0")
+
+
+def sm_count(device) -> int:
+    """Streaming multiprocessors of a CUDA device; an H200's count for the CPU interpreter."""
+    import torch
+
+    if device.type == "cuda":
+        return _cuda_sms(device.index if device.index is not None else
+                         torch.cuda.current_device())
+    return H200_SMS
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_sms(index: int) -> int:
+    import torch
+
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def choose_num_splits(batch: int, n_kv_heads: int, longest: int, sms: int, block_n: int) -> int:
+    """How many pieces a split-KV kernel cuts each sequence into.
+
+    ``batch * n_kv_heads`` programs without a split; the largest power of two of splits that
+    gives every SM at most about ``TARGET_WAVES`` programs, but never a split shorter than
+    ``MIN_TILES_PER_SPLIT`` tiles of ``block_n`` tokens (a short split spends more on its
+    partial result than on its tokens), and at least 1.
+    """
+    programs = max(batch * n_kv_heads, 1)
+    wanted = max(TARGET_WAVES * sms // programs, 1)
+    most = max(longest // (MIN_TILES_PER_SPLIT * block_n), 1)
+    return 1 << (min(wanted, most).bit_length() - 1)  # a power of two, >= 1
+
+
+def tokens_per_split(longest: int, num_splits: int, block_n: int) -> int:
+    """Tokens each split walks: ``longest / num_splits`` rounded up to whole tiles (>= 1 tile)."""
+    per = -(-max(longest, 1) // max(num_splits, 1))
+    return -(-per // block_n) * block_n

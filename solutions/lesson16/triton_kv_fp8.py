@@ -22,21 +22,16 @@ Read: learning/lesson16.md#the-kernel-track-paged-decode-over-fp8-kv
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import triton
 import triton.language as tl
 
+from course.triton_track import (choose_num_splits, interpreting, sm_count,  # noqa: F401
+                                 tokens_per_split)
+
 LOG2E = 1.4426950408889634  # log2(e): exp(x) == exp2(x * LOG2E)
-H200_SMS = 132  # streaming multiprocessors of an H200 (NVIDIA H200 datasheet); CPU default
-# Splits come in powers of two, up to about TARGET_WAVES programs per SM. On an H200 (bf16,
-# tools/tune_paged_decode.py, 2026-11-30 and 12-01) 4 x 32k tokens ran at 0.79x dense SDPA with 9
-# splits and 0.98x with 16; 16 x 16k at 0.93x with 3, 0.96x with 4 and 0.78x with 5 (a short
-# last split): a power of two divides the usual power-of-two context lengths evenly.
-TARGET_WAVES = 4  # programs per SM that stage 1 aims for
-MIN_TILES_PER_SPLIT = 4  # a split walks at least this many BLOCK_N tiles (when there are any)
 # Measured on an H200 (tools/tune_paged_decode.py, 2026-12-01): a tile of 128 tokens (as many
 # bytes as lesson 12's 64 in bf16), 4 warps, 3 stages.
 DEFAULT_BLOCK_N = 128
@@ -89,7 +84,7 @@ def check_fp8_paged_inputs(q, k_cache, v_cache, k_scales, v_scales, block_tables
     if len(devices) != 1:
         raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devices))}")
     device = q.device
-    if device.type != "cuda" and not (device.type == "cpu" and _interpreting()):
+    if device.type != "cuda" and not (device.type == "cpu" and interpreting()):
         raise ValueError(f"tensors are on {device}: they must be on a CUDA device, or on the "
                          "CPU under TRITON_INTERPRET=1")
     if q.stride(2) != 1 or k_cache.stride(3) != 1 or v_cache.stride(3) != 1:
@@ -106,12 +101,6 @@ def check_fp8_paged_inputs(q, k_cache, v_cache, k_scales, v_scales, block_tables
         raise ValueError(f"context lengths must be >= 0, got {lo}")
 
 
-def _interpreting() -> bool:
-    import os
-
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
 def _dot_dtype(q: torch.Tensor):
     """The dtype of tl.dot's operands: float16 on a GPU, whatever q's 16-bit dtype (e4m3
     converts to float16 exactly, in one instruction per pair of values; to bfloat16 it takes
@@ -121,40 +110,6 @@ def _dot_dtype(q: torch.Tensor):
     if q.device.type == "cpu" or q.dtype == torch.float32:
         return tl.float32
     return tl.float16
-
-
-def sm_count(device: torch.device) -> int:
-    """Streaming multiprocessors of a CUDA device; an H200's count for the CPU interpreter."""
-    if device.type == "cuda":
-        return _cuda_sms(device.index if device.index is not None else
-                         torch.cuda.current_device())
-    return H200_SMS
-
-
-@functools.lru_cache(maxsize=None)
-def _cuda_sms(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def choose_num_splits(batch: int, n_kv_heads: int, longest: int, sms: int,
-                      block_n: int = DEFAULT_BLOCK_N) -> int:
-    """How many pieces to cut each sequence into for stage 1.
-
-    ``batch * n_kv_heads`` programs without a split; the largest power of two of splits that
-    gives every SM at most about ``TARGET_WAVES`` programs, but never a split shorter than
-    ``MIN_TILES_PER_SPLIT`` tiles of ``block_n`` tokens (a short split spends more on its
-    partial result than on its tokens), and at least 1.
-    """
-    programs = max(batch * n_kv_heads, 1)
-    wanted = max(TARGET_WAVES * sms // programs, 1)
-    most = max(longest // (MIN_TILES_PER_SPLIT * block_n), 1)
-    return 1 << (min(wanted, most).bit_length() - 1)  # a power of two, >= 1
-
-
-def tokens_per_split(longest: int, num_splits: int, block_n: int) -> int:
-    """Tokens each split walks: ``longest / num_splits`` rounded up to whole tiles (>= 1 tile)."""
-    per = -(-max(longest, 1) // max(num_splits, 1))
-    return -(-per // block_n) * block_n
 
 
 @triton.jit
