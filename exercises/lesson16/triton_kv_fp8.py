@@ -135,6 +135,8 @@ def _fp8_paged_decode_split_kernel(
     """
     # hint: rows = query heads kv_head * GROUP + arange(BLOCK_H) (mask rows >= GROUP);
     # hint: token t lies in block block_tables[b, t // block_size] at offset t % block_size
+    # hint: DOT_DTYPE is float16 on a GPU: scale each q row by a power of two into [2^13, 2^14)
+    # hint: and each tile's V scales into [1, 2), undo both in float32 (lesson text: "Float16")
     raise NotImplementedError('lesson16: _fp8_paged_decode_split_kernel - read learning/lesson16.md#the-kernel-track-paged-decode-over-fp8-kv')
 
 

@@ -136,6 +136,8 @@ def _fp8_paged_decode_split_kernel(
     ### BEGIN SOLUTION
     # hint: rows = query heads kv_head * GROUP + arange(BLOCK_H) (mask rows >= GROUP);
     # hint: token t lies in block block_tables[b, t // block_size] at offset t % block_size
+    # hint: DOT_DTYPE is float16 on a GPU: scale each q row by a power of two into [2^13, 2^14)
+    # hint: and each tile's V scales into [1, 2), undo both in float32 (lesson text: "Float16")
     b = tl.program_id(0)
     kv_head = tl.program_id(1)
     split = tl.program_id(2)
