@@ -177,7 +177,9 @@ class _Seq:
     done: bool = False
 
 
-def _impl_root(impl: str | Path) -> Path:
+def resolve_impl_root(impl: str | Path) -> Path:
+    """The folder holding ``lessonNN/`` packages: ``exercises``, ``solutions`` or a path;
+    EngineError, in plain words, for anything else."""
     if str(impl) in ("", "exercises"):
         return REPO_ROOT / "exercises"
     if str(impl) == "solutions":
@@ -206,7 +208,7 @@ def load_pieces(impl: str | Path = "exercises") -> dict[str, object]:
     two engines over two implementations (a learner's and the reference) live in one process
     and neither touches ``exercises.lessonNN`` in ``sys.modules``.
     """
-    root = _impl_root(impl)
+    root = resolve_impl_root(impl)
     pieces: dict[str, object] = {"root": root}
     for (lesson, module), names in PIECES.items():
         file = root / lesson / f"{module}.py"

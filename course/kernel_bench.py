@@ -47,7 +47,6 @@ from types import ModuleType
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 NO_GPU = ("course.kernel_bench: needs a CUDA GPU (torch sees none); the kernel track's tests run "
           "on the CPU instead: pytest exercises/lessonNN/test_triton_*.py")
 
@@ -109,20 +108,13 @@ class Bench:
 # ------------------------------------------------------------------------------------ loading
 
 def impl_root(impl: str | Path) -> Path:
-    """The folder holding lessonNN/ packages: exercises, solutions, or a path."""
-    if str(impl) in ("", "exercises"):
-        return REPO_ROOT / "exercises"
-    if str(impl) == "solutions":
-        root = REPO_ROOT / "solutions"
-        if not root.is_dir():
-            raise SystemExit("course.kernel_bench: this copy of the course has no solutions/ "
-                             "folder; use --impl exercises or a folder of lessonNN/ packages")
-        return root
-    root = Path(impl).expanduser().resolve()
-    if not root.is_dir():
-        raise SystemExit(f"course.kernel_bench: --impl {impl}: no such folder (give exercises, "
-                         "solutions or a folder that holds lessonNN/ packages)")
-    return root
+    """The folder holding lessonNN/ packages, resolved as the capstone's engine does."""
+    from course.engine import EngineError, resolve_impl_root
+
+    try:
+        return resolve_impl_root(impl)
+    except EngineError as err:
+        raise SystemExit(f"course.kernel_bench: --impl {impl}: {err}") from err
 
 
 _loaded: dict[tuple[str, str, str], ModuleType] = {}
