@@ -93,15 +93,16 @@ def test_without_a_gpu_one_line_and_exit_code_2(monkeypatch, capsys):
 
 
 def test_every_bench_is_named_and_loads_from_the_reference():
-    """The names the benches load exist in the reference (those of lessons other engineers
-    write in the same round are skipped until they land)."""
+    """Every name a bench loads exists in the reference (the Triton modules are read as text:
+    they import Triton, which may be absent)."""
     assert [b.name for b in kb.BENCHES] == ["paged", "paged_torch", "paged_fp8", "w4a16",
                                             "split_kv", "graph"]
-    root = kb.REPO_ROOT / "solutions"
+    root = kb.impl_root("solutions")
     for b in kb.BENCHES:
         for lesson, module, attr in b.needs:
             path = root / lesson / f"{module}.py"
-            if path.is_file() and module.startswith("triton"):
+            assert path.is_file(), f"a bench needs {lesson}/{module}.py"
+            if module.startswith("triton"):
                 assert f"def {attr}(" in path.read_text(), f"{lesson}/{module}.py lacks {attr}"
-            elif path.is_file():
+            else:
                 assert callable(kb.load_functions(root, ((lesson, module, attr),))[attr])
