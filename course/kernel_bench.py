@@ -378,7 +378,7 @@ def _describe_gemv(shape):
 def _run_gemv(fns, shape, quick):
     n, k = shape
     W4Linear, int4pack_mm = fns["W4Linear"], fns["int4pack_mm"]
-    gemv = fns["w4a16_gemv_triton"]
+    gemv, repack = fns["w4a16_gemv_triton"], fns["repack_for_gemv"]
     gen = torch.Generator(device="cuda").manual_seed(0)
     w = (torch.randn(n, k, device="cuda", generator=gen) / k**0.5).bfloat16()
     x = torch.randn(1, k, device="cuda", generator=gen).bfloat16()
@@ -387,10 +387,12 @@ def _run_gemv(fns, shape, quick):
     weight, sz = lin.int4pack(inner_k_tiles=8, dtype=torch.bfloat16)
     label = f"1 x {k} -> {n}"
     try:
-        _check(gemv(x, lin.packed, lin.scales, lin.zeros, GROUP), want, "w4a16_gemv_triton")
+        packed = repack(lin.packed, GROUP)          # once per weight, as a layer would
+        _check(gemv(x, packed, lin.scales, lin.zeros, GROUP, repacked=True), want,
+               "w4a16_gemv_triton")
     except _Wrong as err:
         return [_wrong_row("w4a16", _describe_gemv(shape), err)]
-    t = _time_us(lambda: gemv(x, lin.packed, lin.scales, lin.zeros, GROUP), quick)
+    t = _time_us(lambda: gemv(x, packed, lin.scales, lin.zeros, GROUP, repacked=True), quick)
     t_int4 = _time_us(lambda: int4pack_mm(x, weight, sz, GROUP), quick)
     t_bf16 = _time_us(lambda: x @ w.T, quick)
     gb = lambda nbytes, us: f"{nbytes / (us * 1e-6) / 1e9:.0f} GB/s"  # noqa: E731
@@ -491,6 +493,7 @@ BENCHES = (
     Bench("paged_fp8", (("lesson16", "triton_kv_fp8", "paged_decode_fp8_triton"),),
           tuple(FP8_SHAPES), _run_fp8, _describe_fp8),
     Bench("w4a16", (("lesson15", "triton_w4a16", "w4a16_gemv_triton"),
+                    ("lesson15", "triton_w4a16", "repack_for_gemv"),
                     ("lesson15", "w4a16", "W4Linear"), ("lesson15", "w4a16", "int4pack_mm")),
           tuple(GEMV_SHAPES), _run_gemv, _describe_gemv),
     Bench("split_kv", (("lesson10", "triton_decode", "split_kv_decode_triton"),),

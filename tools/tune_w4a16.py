@@ -36,8 +36,8 @@ import time
 SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096), (8192, 8192)]   # (N, K)
 SMOKE_SHAPES = [(48, 256), (40, 512)]
 GROUP = 128
-FIRST = {"block_n": (4, 8, 16, 32), "block_k": (128, 256, 512, 1024), "num_warps": (2, 4, 8)}
-SECOND = {"num_stages": (1, 2, 3, 4), "split_k": (1, 2, 4)}
+FIRST = {"block_n": (4, 8, 16), "block_k": (512, 1024, 2048), "num_warps": (1, 2, 4)}
+SECOND = {"num_stages": (1, 2), "split_k": (1, 2, 4)}
 KEEP = 3                                    # best configurations of the first sweep refined
 
 
@@ -66,7 +66,7 @@ def layer(n, k, device, seed=0):
 def first_sweep():
     names = list(FIRST)
     for values in itertools.product(*FIRST.values()):
-        yield dict(zip(names, values), num_stages=3, split_k=1)
+        yield dict(zip(names, values), num_stages=1, split_k=1)
 
 
 def second_sweep(best):
@@ -80,9 +80,13 @@ def second_sweep(best):
                 yield c
 
 
-def check(gemv, x, lin, want, cfg):
-    """Relative error of one configuration against x @ dequant(W).T (float32)."""
-    got = gemv(x, lin.packed, lin.scales, lin.zeros, GROUP, **cfg).float()
+def check(gemv, x, lin, want, cfg, packed=None):
+    """Relative error of one configuration against x @ dequant(W).T (float32); ``packed``: the
+    weight already re-packed for the kernel (else the kernel's wrapper re-packs it)."""
+    if packed is None:
+        got = gemv(x, lin.packed, lin.scales, lin.zeros, GROUP, **cfg).float()
+    else:
+        got = gemv(x, packed, lin.scales, lin.zeros, GROUP, repacked=True, **cfg).float()
     return ((got - want).norm() / want.norm()).item()
 
 
@@ -91,9 +95,9 @@ def smoke(args) -> int:
     import torch
 
     from solutions.lesson15.triton_w4a16 import w4a16_gemv_triton
-    cfgs = [dict(block_n=8, block_k=128, num_warps=4, num_stages=3, split_k=1),
-            dict(block_n=16, block_k=256, num_warps=4, num_stages=3, split_k=2),
-            dict(block_n=4, block_k=64, num_warps=2, num_stages=1, split_k=4)]
+    cfgs = [dict(block_n=8, block_k=128, num_warps=2, num_stages=1, split_k=1),
+            dict(block_n=16, block_k=256, num_warps=4, num_stages=2, split_k=2),
+            dict(block_n=4, block_k=64, num_warps=1, num_stages=1, split_k=4)]
     bad = 0
     print(f"{'shape':>10} {'config':<72} rel. error")
     for n, k in SMOKE_SHAPES:
@@ -116,7 +120,7 @@ def gpu(args) -> int:
     import torch
 
     from course.bench import cuda_time, measure_copy_bandwidth
-    from solutions.lesson15.triton_w4a16 import w4a16_gemv_triton
+    from solutions.lesson15.triton_w4a16 import repack_for_gemv, w4a16_gemv_triton
     from solutions.lesson15.w4a16 import int4pack_mm, w4_bytes
 
     if not torch.cuda.is_available():
@@ -137,12 +141,13 @@ def gpu(args) -> int:
         bytes_ours = w4_bytes(n, k, GROUP, 4, 4)
         bytes_t4 = w4_bytes(n, k, GROUP, 2, 2)
         bytes_bf16 = 2 * n * k
+        packed = repack_for_gemv(lin.packed, GROUP)   # once per weight, outside the timing
 
         def run(cfgs):
             out = []
             for cfg in cfgs:
                 try:
-                    rel = check(w4a16_gemv_triton, x, lin, want, cfg)
+                    rel = check(w4a16_gemv_triton, x, lin, want, cfg, packed)
                 except Exception as exc:   # a configuration Triton cannot compile (shared memory)
                     print(f"  {n}x{k} {cfg}: skipped ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:80]})")
@@ -150,8 +155,8 @@ def gpu(args) -> int:
                 if not rel < 1e-2:
                     print(f"  {n}x{k} {cfg}: WRONG, relative error {rel:.3g}")
                     continue
-                t = cuda_time(lambda: w4a16_gemv_triton(x, lin.packed, lin.scales, lin.zeros,
-                                                        GROUP, **cfg),
+                t = cuda_time(lambda: w4a16_gemv_triton(x, packed, lin.scales, lin.zeros,
+                                                        GROUP, repacked=True, **cfg),
                               warmup=5, iters=args.iters).median_s
                 out.append((t, cfg, rel))
             return sorted(out, key=lambda r: r[0])

@@ -16,6 +16,9 @@ DEVICE = kernel_device()
 
 from exercises.lesson15.triton_w4a16 import w4a16_gemv_triton  # noqa: E402
 
+# Most tests pass pack_int4's layout: the wrapper re-packs it with repack_for_gemv, which uses
+# your pack_int4 and unpack_int4. test_repacked_layout builds the kernel's layout itself.
+
 
 def pack_words(q):
     """Eight nibbles per int32 along K, entry 8i + j in bits 4j..4j+3 (lesson 15's layout),
@@ -69,6 +72,22 @@ def test_tiles_smaller_and_larger_than_a_group_and_rows_not_a_multiple():
         assert_close(got, x @ deq.T, atol=1e-3, rtol=1e-4,
                      what=f"w4a16_gemv_triton, N = 40 with block_n 16, block_k {block_k}",
                      reference="x @ dequant(W).T")
+
+
+def test_repacked_layout():
+    """The kernel's own layout, built here: in each run of 4 words (32 entries), nibble j of
+    word v holds entry 4j + v. x is non-zero at the entries of nibble 3 only."""
+    n, k = 8, 128
+    q = ((torch.arange(n)[:, None] * 5 + torch.arange(k)[None, :] * 3) % 16).to(torch.uint8)
+    words = pack_words(q.view(n, k // 32, 8, 4).transpose(-1, -2).reshape(n, k))
+    x = torch.zeros(1, k)
+    at = torch.arange(k).view(-1, 8, 4)[:, 3, :].reshape(-1)   # entries 12..15 of each run
+    x[0, at] = torch.arange(1.0, at.numel() + 1)
+    got = w4a16_gemv_triton(x.to(DEVICE), words.to(DEVICE), torch.ones(n, 1).to(DEVICE),
+                            torch.zeros(n, 1).to(DEVICE), -1, repacked=True, block_n=8)
+    assert_close(got, (x @ q.float().T).to(DEVICE), atol=1e-3, rtol=0,
+                 what="w4a16_gemv_triton on the re-packed layout, x at nibble 3 only",
+                 reference="x @ q.T")
 
 
 def test_split_k_and_bf16_activations():

@@ -4,26 +4,33 @@
 from pack_int4, ``scales`` and ``zeros [N, K // group_size]``), the same result
 ``x @ dequant(W).T`` in x's dtype. It gets there by writing the whole dequantized weight to
 memory first. This kernel never does: each program of the grid owns ``BLOCK_N`` output rows,
-walks along K in tiles of ``BLOCK_K`` entries, loads the packed words of its rows (``BLOCK_K / 8``
-int32 per row, contiguous in memory), takes the eight nibbles of each word apart with a shift
-and a mask, and multiplies them with x in float32. The weight is read once, at half a byte per
-entry, and nothing else of its size is written: at batch 1 the time is the time to read those
-bytes.
+walks along K in tiles of ``BLOCK_K`` entries, loads its rows' packed words (16 bytes per
+thread at a time), turns each nibble into a float with two integer instructions, and
+multiplies it with x in float32. The weight is read once, at half a byte per entry: at batch 1
+the time is the time to read those bytes, provided the arithmetic per nibble stays small.
 
-Two choices make the inner loop cheap:
+Three choices keep it small (about three instructions per nibble):
 
-* the group's zero point comes out of the sum: ``sum_k x_k (q_k - z) s = s (sum_k x_k q_k
-  - z sum_k x_k)``, so per word of eight nibbles the kernel does eight multiply-adds with the
-  raw nibbles, and applies the scale and zero once per group of the tile (once per tile when
-  the tile lies inside one group; once per word when groups and tiles do not nest);
-* nibble ``j`` of every word is taken at once (``(word >> 4j) & 0xF`` on a whole tile) and
-  multiplied with the eight x values ``x[8w + j]`` of the tile's words: eight passes over a
-  ``[BLOCK_N, BLOCK_K / 8]`` tile, no reshuffling of nibbles.
+* **A float without a conversion.** OR-ing a nibble ``q`` into bits 19..22 of the float 1.0
+  (``0x3F800000``) gives the float ``1 + q / 16`` exactly: one rotate moves nibble j there, one
+  AND-OR (a single ``LOP3`` instruction on NVIDIA GPUs) masks and sets the exponent, no
+  int-to-float conversion. The kernel multiplies x by these floats and removes the ``1`` and
+  the ``1/16`` once per run of words: ``sum x q = 16 (sum x (1 + q/16) - sum x)``.
+* **The zero point comes out of the sum.** Within one group, ``sum_k x_k (q_k - z) s = s (sum_k
+  x_k q_k - z sum_k x_k)``, so the inner loop never sees the scale or the zero point.
+* **A layout for the loads (``repack_for_gemv``).** A thread loads 16 bytes, four words, 32
+  nibbles. In pack_int4's order those are 32 consecutive entries, and the x values that
+  nibble j of the four words needs (``x[8w + j]``) are four numbers 8 apart. Re-packed once,
+  ahead of time (as torch's own int4 kernel re-packs with ``_convert_weight_to_int4pack``),
+  nibble j of word v of each run of four words holds entry ``4j + v`` of the run's 32: the
+  four x values for nibble j are then contiguous, one 8-byte load in the same place in every
+  thread as the words they multiply. The run is the unit of everything: a group holds whole
+  runs, so each thread applies one scale and zero per run.
 
 Launch parameters (``block_n``, ``block_k``, ``num_warps``, ``num_stages``, ``split_k``) are
 keyword arguments, so a tuning script can sweep them (tools/tune_w4a16.py). ``split_k > 1``
-cuts K into that many ranges, one per program of a second grid axis, and adds the partial
-sums with float32 atomics: more programs when N alone gives too few to fill the GPU.
+cuts K into that many ranges, one per program of a third grid axis, and adds the partial sums
+with float32 atomics: more programs when N alone gives too few to fill the GPU.
 
 Triton is the optional ``kernels`` extra. On the CPU the kernel runs in Triton's interpreter
 (``TRITON_INTERPRET=1``, set by ``course.triton_track.import_triton`` before this module is
@@ -40,29 +47,76 @@ import torch
 import triton
 import triton.language as tl
 
+from course.triton_track import sm_count
+
+from .int4_pack import pack_int4, unpack_int4
 from .w4a16 import check_packed
 
-# The best launch at batch 1 on an H200 for all four of tools/tune_w4a16.py's shapes (4096 and
-# 14336 by 4096 and 14336, 8192 by 8192; 2026-12-01, torch 2.11.0+cu130, Triton 3.6): eight rows
-# a program, 1024 entries of K a step, two warps. split_k stays 1 unless asked: 4 was best only
-# at 4096x14336 (36.0 us; every split_k=1 launch there took over 37.7 us).
-DEFAULT_BLOCK_N = 8
-DEFAULT_BLOCK_K = 1024
-DEFAULT_NUM_WARPS = 2
-DEFAULT_NUM_STAGES = 3
+# The launch at batch 1 on an H200 (2026-12-01, torch 2.11.0+cu130, Triton 3.6; tuned over
+# 4096 and 14336 by 4096 and 14336, 8192 by 8192, 2048 by 8192): four rows a program, tiles of
+# up to 2048 entries of K (the largest power of two up to 2048 that divides K), one warp a
+# program when that gives every SM at least WARPS_PER_SM of them, else two (fewer, longer
+# programs hide the memory's latency worse).
+DEFAULT_BLOCK_N = 4
+DEFAULT_MAX_BLOCK_K = 2048
+DEFAULT_NUM_STAGES = 1
+WARPS_PER_SM = 12
+ONE_BITS = 0x3F800000  # the bits of the float32 1.0
+
+
+def run_words(k: int, group_size: int) -> int:
+    """Words one thread loads at a time (a "run" of 8 x this many entries): 4 (16 bytes) when
+    runs of 32 entries tile both K and the group, else 2, else 1 (pack_int4's own order)."""
+    g = k if group_size == -1 else group_size
+    for words in (4, 2):
+        if k % (8 * words) == 0 and g % (8 * words) == 0:
+            return words
+    return 1
+
+
+def repack_for_gemv(packed: torch.Tensor, group_size: int) -> torch.Tensor:
+    """pack_int4's layout -> the kernel's: in each run of ``V = run_words(K, group_size)``
+    words, nibble j of word v holds entry ``V j + v`` of the run (pack_int4: entry ``8 v + j``).
+
+    Done once per weight, like torch's ``_convert_weight_to_int4pack``. Built from this
+    lesson's unpack_int4 and pack_int4, so it needs them implemented.
+    """
+    if packed.dtype != torch.int32 or packed.dim() != 2:
+        raise ValueError(f"packed must be int32 [N, K // 8], got {packed.dtype} "
+                         f"{tuple(packed.shape)}")
+    n, k = packed.shape[0], packed.shape[1] * 8
+    v = run_words(k, group_size)
+    q = unpack_int4(packed).view(n, k // (8 * v), 8, v)      # [.., j, v]: entry V j + v
+    return pack_int4(q.transpose(-1, -2).reshape(n, k))      # word v, nibble j
+
+
+@triton.jit
+def _one_plus_nibble_over_16(u, J: tl.constexpr, one_bits):
+    """Nibble J of each uint32 word as the float32 ``1 + q / 16``: rotate it into bits 19..22,
+    keep those bits, OR in the bits of 1.0 (``one_bits``, a kernel argument so that the
+    compiler keeps it in a register and emits one AND-OR instruction)."""
+    R: tl.constexpr = (19 - 4 * J) & 31
+    r = (u << R) | (u >> (32 - R))
+    return ((r & 0x00780000) | one_bits).to(tl.float32, bitcast=True)
 
 
 @triton.jit
 def _w4a16_gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, out_ptr,
-                       N, K, k_per_split,
+                       N, K, k_per_split, one_bits,
                        stride_xm, stride_wn, stride_sn, stride_zn, stride_om,
                        GROUP: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                       SPLIT_K: tl.constexpr):
+                       V: tl.constexpr, SPLIT_K: tl.constexpr, EVEN_N: tl.constexpr,
+                       EVEN_K: tl.constexpr):
     """One program: rows ``[pid_n * BLOCK_N, + BLOCK_N)`` of the output row ``pid_m``, over
-    the K range ``[pid_s * k_per_split, + k_per_split)``.
+    the K range ``[pid_s * k_per_split, + k_per_split)``, on the re-packed weight (runs of V
+    words; nibble j of word v of a run holds entry ``V j + v`` of the run).
 
     Read: learning/lesson15.md#the-kernel-track-an-int4-gemv-in-triton
     """
+    # hint: load a [BLOCK_N, BLOCK_K // 8] tile of words; the x of nibble j of word w of the
+    # hint: tile is entry (w // V) * 8V + w % V + V j; _one_plus_nibble_over_16(u, j, one_bits)
+    # hint: sum x q - z sum x = 16 sum x (1 + q/16) - (16 + z) sum x, per run of V words
+    # hint: SPLIT_K > 1: tl.atomic_add the float32 partial sums (the wrapper zeroes out)
     raise NotImplementedError('lesson15: _w4a16_gemv_kernel - read learning/lesson15.md#the-kernel-track-an-int4-gemv-in-triton')
 
 
@@ -78,10 +132,23 @@ def _check_device(*tensors: torch.Tensor) -> None:
                          f"TRITON_INTERPRET=1; got {device}")
 
 
+def default_num_warps(programs: int, device: torch.device) -> int:
+    """One warp a program when there are at least WARPS_PER_SM programs per SM, else two."""
+    return 1 if programs >= WARPS_PER_SM * sm_count(device) else 2
+
+
+def default_block_k(k: int, words: int) -> int:
+    """The largest power of two up to DEFAULT_MAX_BLOCK_K that divides K (at least one run)."""
+    block_k = DEFAULT_MAX_BLOCK_K
+    while block_k > 8 * words and k % block_k:
+        block_k //= 2
+    return block_k
+
+
 def w4a16_gemv_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor,
-                      zeros: torch.Tensor, group_size: int = 128, *,
-                      block_n: int = DEFAULT_BLOCK_N, block_k: int = DEFAULT_BLOCK_K,
-                      num_warps: int = DEFAULT_NUM_WARPS, num_stages: int = DEFAULT_NUM_STAGES,
+                      zeros: torch.Tensor, group_size: int = 128, *, repacked: bool = False,
+                      block_n: int = DEFAULT_BLOCK_N, block_k: int | None = None,
+                      num_warps: int | None = None, num_stages: int = DEFAULT_NUM_STAGES,
                       split_k: int = 1) -> torch.Tensor:
     """``x @ dequant(W).T`` for few rows of x, dequantizing W in registers.
 
@@ -89,12 +156,16 @@ def w4a16_gemv_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tenso
         x: ``[..., K]`` float32, bf16 or fp16; made for 1 to 16 rows (batch-1 decode is the
             case that matters: each row reads the whole weight once).
         packed: ``[N, K // 8]`` int32 from pack_int4 (entry ``8i + j`` in bits ``4j..4j+3`` of
-            word i); scales, zeros: ``[N, K // group_size]`` float (lesson 15's quantize_rtn).
+            word i), or, with ``repacked=True``, that weight after ``repack_for_gemv`` (what a
+            layer does once, ahead of time; re-packing on every call costs more than the GEMV).
+            scales, zeros: ``[N, K // group_size]`` float (lesson 15's quantize_rtn).
         group_size: as in w4a16_matmul (-1: one group per row); a multiple of 8, so that a
             packed word never straddles two groups.
         block_n: output rows per program (a power of 2); block_k: entries of K per step (a
-            power of 2, at least 8); num_warps, num_stages: Triton's launch options;
-            split_k: programs along K per block of rows (partial sums added with atomics).
+            power of 2, at least one run: 8 x ``run_words(K, group_size)``; default
+            ``default_block_k``); num_warps (default ``default_num_warps``), num_stages:
+            Triton's launch options; split_k: programs along K per block of rows (partial sums
+            added with atomics).
     Returns:
         ``[..., N]`` in x's dtype: what w4a16_matmul returns, accumulated in float32.
 
@@ -109,9 +180,13 @@ def w4a16_gemv_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tenso
     if g % 8:
         raise ValueError(f"group_size ({g}) must be a multiple of 8 for this kernel: a packed "
                          "int32 word holds 8 entries and must lie in one group")
-    for name, value, least in (("block_n", block_n, 1), ("block_k", block_k, 8)):
+    words = run_words(k, g)
+    block_k = default_block_k(k, words) if block_k is None else int(block_k)
+    for name, value, least in (("block_n", block_n, 1), ("block_k", block_k, 8 * words)):
         if value < least or value & (value - 1):
-            raise ValueError(f"{name} must be a power of 2 >= {least}, got {value}")
+            raise ValueError(f"{name} must be a power of 2 >= {least} for this weight, got "
+                             f"{value}" + (f" (runs of {8 * words} entries)" if name == "block_k"
+                                           else ""))
     if split_k < 1:
         raise ValueError(f"split_k must be >= 1, got {split_k}")
     _check_device(x, packed, scales, zeros)
@@ -121,7 +196,7 @@ def w4a16_gemv_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tenso
     if m == 0 or n == 0:
         return torch.zeros(*lead, n, dtype=x.dtype, device=x.device)
     x2 = x2.contiguous()
-    packed = packed.contiguous()
+    packed = packed.contiguous() if repacked else repack_for_gemv(packed, g)
     scales = scales.float().contiguous()
     zeros = zeros.float().contiguous()
     raise NotImplementedError('lesson15: w4a16_gemv_triton - read learning/lesson15.md#the-kernel-track-an-int4-gemv-in-triton')

@@ -15,16 +15,17 @@ from course.triton_track import import_triton
 
 triton = import_triton()
 
-from exercises.lesson15.triton_w4a16 import w4a16_gemv_triton  # noqa: E402
+from exercises.lesson15.triton_w4a16 import repack_for_gemv, w4a16_gemv_triton  # noqa: E402
 from exercises.lesson15.w4a16 import W4Linear, int4pack_mm  # noqa: E402
 
-# The goal for the reference kernel is parity with torch's int4 kernel; it is not met:
-# the reference ran at 0.59-0.68x torch's kernel at 8192 x 8192 and 0.69-0.70x at 14336 x 4096
-# in ten rounds on an H200 (one round 0.52x; 2026-12-01, torch 2.11.0+cu130, Triton 3.6;
-# hardware_fixtures/h200_sxm.toml), while beating the bf16 GEMV (1.09-1.28x). Unpacking takes
-# a few integer instructions per nibble, which bounds a plain Triton GEMV before the bytes do.
-# 0.45 passes a kernel as good as the reference in every round, and fails one that dequantizes
-# the whole weight to memory first (3x or more the bytes) or reads the weight once per row.
+# The reference (re-packed weight, 1 + q/16 floats, about four instructions per nibble) ran at
+# 1.023-1.036x torch's int4 kernel at 8192 x 8192 (one round of the ten 0.595x) and 1.034-1.045x
+# at 14336 x 4096 in ten rounds on an H200 (2026-12-01, torch 2.11.0+cu130, Triton 3.6;
+# hardware_fixtures/h200_sxm.toml). A plain design that unpacks each nibble with a shift, a mask
+# and an int-to-float conversion (the course's first reference) ran 0.59-0.70x. The threshold
+# asks for what a plain kernel reaches, not the reference's tricks: 0.45 passes such a kernel in
+# every round, and fails one that dequantizes the whole weight to memory first (3x or more the
+# bytes) or reads the weight once per row.
 THRESHOLD = 0.45
 GROUP = 128
 SHAPES = [(8192, 8192), (14336, 4096)]  # (N, K): 4096 x 4096 is too short a kernel to time steadily
@@ -46,14 +47,15 @@ def test_triton_int4_gemv_keeps_up_with_torch_int4(n, k):
     lin = W4Linear.from_weight(w, group_size=GROUP)
     weight, sz = lin.int4pack(inner_k_tiles=8, dtype=torch.bfloat16)
     want = x.float() @ lin.dequantize().T
-    got = w4a16_gemv_triton(x, lin.packed, lin.scales, lin.zeros, GROUP)
+    packed = repack_for_gemv(lin.packed, GROUP)   # once per weight, as a layer would
+    got = w4a16_gemv_triton(x, packed, lin.scales, lin.zeros, GROUP, repacked=True)
     assert got.shape == (1, n) and got.dtype == torch.bfloat16, (
         f"expected bfloat16 (1, {n}), got {got.dtype} {tuple(got.shape)}")
     rel = ((got.float() - want).norm() / want.norm()).item()
     assert rel < 1e-2, f"w4a16_gemv_triton is off by {rel:.3g} (relative) from x @ dequant(W).T"
 
-    t_triton = cuda_time(lambda: w4a16_gemv_triton(x, lin.packed, lin.scales, lin.zeros, GROUP),
-                         warmup=10, iters=100)
+    t_triton = cuda_time(lambda: w4a16_gemv_triton(x, packed, lin.scales, lin.zeros, GROUP,
+                                                    repacked=True), warmup=10, iters=100)
     t_int4 = cuda_time(lambda: int4pack_mm(x, weight, sz, GROUP), warmup=10, iters=100)
     t_bf16 = cuda_time(lambda: x @ w.T, warmup=10, iters=100)
     copy_bw = measure_copy_bandwidth(1 << 30, iters=20)

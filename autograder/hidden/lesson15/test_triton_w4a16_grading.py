@@ -1,6 +1,7 @@
 """Hidden grader, lesson 15 kernel track: the Triton int4 GEMV, run by Triton's interpreter on
 the CPU (compiled on a GPU). The oracle is x @ W.T with W formed here in float64 from the
-integers, scales and zeros; the packed words are built here too, so only the kernel is graded.
+integers, scales and zeros; the packed words, plain and re-packed for the kernel, are built here
+too, so only the kernel is graded (not pack_int4 or unpack_int4, which repack_for_gemv uses).
 """
 
 import pytest
@@ -20,6 +21,20 @@ def pack_words(q):
     return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
 
 
+def run_length(k, g):
+    """Words per run of the kernel's layout, from the lesson text: 4 if runs of 32 entries
+    tile K and the group, else 2 (16 entries), else 1."""
+    return next((v for v in (4, 2) if k % (8 * v) == 0 and g % (8 * v) == 0), 1)
+
+
+def kernel_words(q, g):
+    """The kernel's layout, built from the integers: nibble j of word v of each run of V words
+    holds entry V j + v of the run."""
+    n, k = q.shape
+    v = run_length(k, g)
+    return pack_words(q.view(n, k // (8 * v), 8, v).transpose(-1, -2).reshape(n, k))
+
+
 def case(seed, n, k, group_size, rows=1, q=None):
     gen = torch.Generator().manual_seed(seed)
     g = k if group_size == -1 else group_size
@@ -30,19 +45,22 @@ def case(seed, n, k, group_size, rows=1, q=None):
     w = ((q.double().view(n, -1, g) - zeros.double()[..., None])
          * scales.double()[..., None]).view(n, k)
     x = torch.randn(rows, k, generator=gen, dtype=torch.float64)
-    return x, pack_words(q), scales, zeros, w
+    return x, kernel_words(q, g), scales, zeros, w
 
 
 def run(x, packed, scales, zeros, g, dtype=torch.float32, **launch):
+    """The kernel on a weight already in its layout (repacked=True)."""
     return w4a16_gemv_triton(x.to(dtype).to(DEVICE), packed.to(DEVICE), scales.to(DEVICE),
-                             zeros.to(DEVICE), g, **launch)
+                             zeros.to(DEVICE), g, repacked=True, **launch)
 
 
 @pytest.mark.points(3)
 @pytest.mark.parametrize("n,k,g,block_n,block_k,rows", [
     (40, 256, 64, 16, 32, 1),       # tiles inside a group; N not a multiple of block_n
     (24, 512, 64, 8, 256, 3),       # tiles of four whole groups; rows of x that differ
-    (16, 264, -1, 8, 64, 1),        # one group per row, K not a multiple of block_k
+    (16, 264, -1, 8, 64, 1),        # one group per row, K not a multiple of block_k (runs of 8)
+    (24, 1024, 128, 8, 512, 1),     # runs of 32 entries, two groups a tile
+    (12, 192, 48, 4, 64, 1),        # groups of 48: runs of 16 entries
     (20, 240, 24, 8, 32, 1),        # groups of 24: tiles and groups do not nest
     (33, 128, 32, 4, 128, 2),
 ])
@@ -63,14 +81,19 @@ def test_matches_the_float64_product(n, k, g, block_n, block_k, rows):
 @pytest.mark.points(2)
 def test_every_nibble_value_at_every_position():
     """Bugs: nibbles read in the wrong order inside a word, the top nibble taken with an
-    arithmetic shift and no mask (a word whose top nibble is 8..15 is a negative int32)."""
+    arithmetic shift and no mask (a word whose top nibble is 8..15 is a negative int32), the
+    x of a nibble read at pack_int4's place instead of the re-packed one, the 1 + q / 16 float
+    built from the wrong bits."""
     n, k = 16, 128
     q = ((torch.arange(n)[:, None] * 3 + torch.arange(k)[None, :] * 7) % 16).to(torch.uint8)
     assert q.view(n, -1, 8)[:, :, 7].max() == 15
     x, packed, scales, zeros, w = case(5, n, k, 32, q=q)
     for j in range(8):
+        # x non-zero where nibble j of a word sits in the kernel's layout (entry 4 j + v of
+        # each run of 32), with a different value for each
         xj = torch.zeros(1, k, dtype=torch.float64)
-        xj[0, j::8] = 1.0 + torch.arange(k // 8, dtype=torch.float64) / 16
+        at = (torch.arange(k).view(-1, 8, 4)[:, j, :]).reshape(-1)
+        xj[0, at] = 1.0 + torch.arange(at.numel(), dtype=torch.float64) / 16
         got = run(xj, packed, scales, zeros, 32, block_n=8, block_k=64)
         assert_close(got.double().cpu(), xj @ w.T, atol=1e-3, rtol=1e-5,
                      what=f"w4a16_gemv_triton, x non-zero only at nibble {j} of each word",
@@ -89,6 +112,20 @@ def test_split_k_adds_every_partial_sum(split_k):
 
 
 @pytest.mark.points(1)
+def test_plain_pack_int4_weight_is_repacked_by_the_wrapper():
+    """Bugs: the wrapper passing pack_int4's words to a kernel that reads the re-packed layout
+    (repacked=False must re-pack first), the runs taken from the wrong axis."""
+    x, _, scales, zeros, w = case(13, 16, 256, 64, rows=2)
+    gen = torch.Generator().manual_seed(13)
+    q = torch.randint(0, 16, (16, 256), generator=gen, dtype=torch.uint8)
+    got = w4a16_gemv_triton(x.float().to(DEVICE), pack_words(q).to(DEVICE), scales.to(DEVICE),
+                            zeros.to(DEVICE), 64)
+    assert_close(got.double().cpu(), x @ w.T, atol=1e-3, rtol=1e-4,
+                 what="w4a16_gemv_triton on pack_int4's layout (re-packed inside)",
+                 reference="x @ W.T in float64")
+
+
+@pytest.mark.points(1)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_activations_and_leading_dims(dtype):
     """Bugs: a result not in x's dtype, leading dims of x flattened in the output, x read as
@@ -96,7 +133,7 @@ def test_half_precision_activations_and_leading_dims(dtype):
     x, packed, scales, zeros, w = case(7, 32, 256, 128, rows=2)
     x3 = x.view(2, 1, 256).to(dtype)
     got = w4a16_gemv_triton(x3.to(DEVICE), packed.to(DEVICE), scales.to(DEVICE),
-                            zeros.to(DEVICE), 128)
+                            zeros.to(DEVICE), 128, repacked=True)
     assert got.shape == (2, 1, 32) and got.dtype == dtype, (
         f"expected {dtype} (2, 1, 32), got {got.dtype} {tuple(got.shape)}")
     assert_close(got.double().cpu(), x3.double() @ w.T, atol=0.25, rtol=1e-2,
