@@ -93,18 +93,36 @@ def l2_flush_bytes() -> int:
     return max(MIN_FLUSH_BYTES, 2 * cache)
 
 
+# A kernel's GPU time, not its Python: how long the GPU is kept busy before each timed call of
+# a kernel-vs-kernel comparison (cuda_time's host_lead_s). A Triton wrapper spends about 70 us
+# on the host per call on the machine the course measured on (argument checks, Triton's
+# launcher), more than many kernels take on the GPU; a C++ operator such as torch's int4 kernel
+# spends a few. Without a lead, a timing starts when the GPU reaches the start event and so
+# includes whatever part of that host time the L2 flush (about 70 us for 256 MiB) did not cover:
+# a 23 us GEMV measured 23 us in some rounds and 50 to 80 us in others.
+KERNEL_HOST_LEAD_S = 300e-6
+
+
 def cuda_time(fn: Callable[[], object], *, warmup: int = 10, iters: int = 100,
-              flush_l2: bool = True) -> Timing:
+              flush_l2: bool = True, host_lead_s: float = 0.0) -> Timing:
     """Time fn() on the current CUDA stream: one pair of CUDA events around each call.
 
     Runs fn `warmup` times untimed, then `iters` timed calls; before each timed call it
     overwrites a buffer larger than the L2 (so fn starts with a cold cache), outside the events.
     Synchronizes before reading the events. Returns seconds per call.
+
+    ``host_lead_s > 0``: after the flush, the GPU also spins for that long before the start
+    event, so that the host has queued fn's launches by the time the GPU gets there: the figure
+    is then GPU time only. Use it to compare kernels (``KERNEL_HOST_LEAD_S``); leave it at 0
+    where the host's share is part of what is measured (eager launches against a CUDA graph).
     """
     ensure_cuda("cuda_time")
     if iters < 1 or warmup < 0:
         raise ValueError(f"need iters >= 1 and warmup >= 0, got iters={iters}, warmup={warmup}")
+    if not host_lead_s >= 0:
+        raise ValueError(f"host_lead_s must be >= 0 seconds, got {host_lead_s}")
     flush = torch.empty(l2_flush_bytes(), dtype=torch.uint8, device="cuda") if flush_l2 else None
+    lead_cycles = int(host_lead_s * _spin_cycles_per_s()) if host_lead_s > 0 else 0
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -113,11 +131,31 @@ def cuda_time(fn: Callable[[], object], *, warmup: int = 10, iters: int = 100,
     for start, end in zip(starts, ends):
         if flush is not None:
             flush.zero_()
+        if lead_cycles:
+            torch.cuda._sleep(lead_cycles)
         start.record()
         fn()
         end.record()
     torch.cuda.synchronize()
     return Timing.from_samples([s.elapsed_time(e) / 1e3 for s, e in zip(starts, ends)])
+
+
+_SPIN_RATE: dict[int, float] = {}
+
+
+def _spin_cycles_per_s() -> float:
+    """Cycles of ``torch.cuda._sleep`` per second on the current device, measured once."""
+    index = torch.cuda.current_device()
+    if index not in _SPIN_RATE:
+        cycles = 2_000_000
+        torch.cuda._sleep(cycles)                     # first call: module load, clocks up
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        torch.cuda._sleep(cycles)
+        end.record()
+        torch.cuda.synchronize()
+        _SPIN_RATE[index] = cycles / max(start.elapsed_time(end) / 1e3, 1e-9)
+    return _SPIN_RATE[index]
 
 
 def measure_copy_bandwidth(nbytes: int = 1 << 30, *, warmup: int = 5, iters: int = 50) -> float:

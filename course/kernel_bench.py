@@ -7,7 +7,10 @@ Run it on a CUDA GPU, from the repository root::
     python -m course.kernel_bench --impl PATH --json out.json --only paged w4a16 --quick
 
 Rows, one per (kernel, shape), each timed with ``course.bench.cuda_time`` (CUDA events, L2
-flushed before each call) next to its baseline in the same run:
+flushed before each call, and the GPU kept busy until the call's launches are queued, so that
+a kernel's GPU time is compared, not its Python: ``course.bench.KERNEL_HOST_LEAD_S``; lesson
+03's eager step against its CUDA graph keeps the host's time, which is what it is about) next
+to its baseline in the same run:
 
 * lesson 12 ``paged_decode_triton`` (bench ``paged``) against dense SDPA decode on the same
   tokens (bf16, 32 query heads over 8 KV heads, d_head 128, blocks of 16 in a permuted order),
@@ -248,10 +251,13 @@ def to_json(rows: list[Row], meta: dict) -> dict:
 
 # ------------------------------------------------------------------------------------ timing
 
-def _time_us(fn, quick: bool) -> float:
-    from course.bench import cuda_time
+def _time_us(fn, quick: bool, gpu_only: bool = True) -> float:
+    """Median microseconds of fn. ``gpu_only``: leave the host's launch time out (kernels
+    against kernels); False where it is what is compared (eager launches against a graph)."""
+    from course.bench import KERNEL_HOST_LEAD_S, cuda_time
     warmup, iters = (3, 10) if quick else (10, 50)
-    return cuda_time(fn, warmup=warmup, iters=iters).median_s * 1e6
+    lead = KERNEL_HOST_LEAD_S if gpu_only else 0.0
+    return cuda_time(fn, warmup=warmup, iters=iters, host_lead_s=lead).median_s * 1e6
 
 
 def _check(got: torch.Tensor, want: torch.Tensor, what: str, tol: float = 2e-2) -> None:
@@ -463,8 +469,8 @@ def _run_graph(fns, shape, quick):
         graph.replay()
         torch.cuda.synchronize()
         _check(replayed, eager_logits, "decode step replayed from a CUDA graph", tol=1e-2)
-        t_graph = _time_us(graph.replay, quick)
-        t_eager = _time_us(step, quick)
+        t_graph = _time_us(graph.replay, quick, gpu_only=False)
+        t_eager = _time_us(step, quick, gpu_only=False)
     # bytes a step reads: every weight once (the LM head is the embedding when tied), except
     # the embedding table of an untied model, of which a step reads one row
     seen, weight_bytes = set(), 0

@@ -83,6 +83,28 @@ def test_cuda_time_returns_sane_samples():
 
 
 @pytest.mark.gpu
+def test_cuda_time_host_lead_leaves_out_the_host_time():
+    """A call that spends 1 ms on the host before a tiny kernel: without a lead the timing
+    includes most of that millisecond (the flush covers less); with a 3 ms lead it is the
+    kernel alone."""
+    bench.require_cuda()
+    x = torch.randn(1 << 16, device="cuda")
+
+    def slow_host():
+        deadline = time.perf_counter() + 1e-3
+        while time.perf_counter() < deadline:
+            pass
+        x.mul_(1.0)
+
+    plain = bench.cuda_time(slow_host, warmup=2, iters=10).median_s
+    led = bench.cuda_time(slow_host, warmup=2, iters=10, host_lead_s=3e-3).median_s
+    assert plain > 5e-4 and led < 2e-4, (
+        f"without lead {plain * 1e6:.0f} us, with {led * 1e6:.0f} us")
+    with pytest.raises(ValueError, match="host_lead_s"):
+        bench.cuda_time(slow_host, iters=1, host_lead_s=-1.0)
+
+
+@pytest.mark.gpu
 def test_measured_ceilings_are_under_the_datasheet_roofs():
     bench.require_cuda()
     copy = bench.measure_copy_bandwidth(1 << 30)
