@@ -116,7 +116,7 @@ def _w4a16_gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, out_ptr,
     # hint: load a [BLOCK_N, BLOCK_K // 8] tile of words; the x of nibble j of word w of the
     # hint: tile is entry (w // V) * 8V + w % V + V j; _one_plus_nibble_over_16(u, j, one_bits)
     # hint: sum x q - z sum x = 16 sum x (1 + q/16) - (16 + z) sum x, per run of V words
-    # hint: SPLIT_K > 1: tl.atomic_add the float32 partial sums (the wrapper zeroes out)
+    # hint: SPLIT_K > 1: tl.atomic_add the partial sums into a float32 output zeroed first
     raise NotImplementedError('lesson15: _w4a16_gemv_kernel - read learning/lesson15.md#the-kernel-track-an-int4-gemv-in-triton')
 
 

@@ -117,7 +117,7 @@ def _w4a16_gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, out_ptr,
     # hint: load a [BLOCK_N, BLOCK_K // 8] tile of words; the x of nibble j of word w of the
     # hint: tile is entry (w // V) * 8V + w % V + V j; _one_plus_nibble_over_16(u, j, one_bits)
     # hint: sum x q - z sum x = 16 sum x (1 + q/16) - (16 + z) sum x, per run of V words
-    # hint: SPLIT_K > 1: tl.atomic_add the float32 partial sums (the wrapper zeroes out)
+    # hint: SPLIT_K > 1: tl.atomic_add the partial sums into a float32 output zeroed first
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
     pid_s = tl.program_id(2)
