@@ -53,7 +53,12 @@ def test_triton_int4_gemv_keeps_up_with_torch_int4(n, k):
     assert got.shape == (1, n) and got.dtype == torch.bfloat16, (
         f"expected bfloat16 (1, {n}), got {got.dtype} {tuple(got.shape)}")
     rel = ((got.float() - want).norm() / want.norm()).item()
-    assert rel < 1e-2, f"w4a16_gemv_triton is off by {rel:.3g} (relative) from x @ dequant(W).T"
+    assert rel < 1e-2, (
+        f"w4a16_gemv_triton is off by {rel:.3g} (relative) from x @ dequant(W).T on a weight "
+        "re-packed by repack_for_gemv and passed with repacked=True: does your kernel read "
+        "nibble j of word v of a run as entry V j + v? The CPU tests in "
+        "test_triton_w4a16.py check the same. "
+        "Read: learning/lesson15.md#the-kernel-track-an-int4-gemv-in-triton")
 
     # GPU time of each kernel: the Python wrapper's host time is not what is compared
     lead = dict(warmup=10, iters=100, host_lead_s=KERNEL_HOST_LEAD_S)

@@ -61,6 +61,7 @@ def run(x, packed, scales, zeros, g, dtype=torch.float32, **launch):
     (16, 264, -1, 8, 64, 1),        # one group per row, K not a multiple of block_k (runs of 8)
     (24, 1024, 128, 8, 512, 1),     # runs of 32 entries, two groups a tile
     (12, 192, 48, 4, 64, 1),        # groups of 48: runs of 16 entries
+    (10, 96, 32, 4, 64, 2),         # runs of 32 and a last tile half full (masked K)
     (20, 240, 24, 8, 32, 1),        # groups of 24: tiles and groups do not nest
     (33, 128, 32, 4, 128, 2),
 ])
