@@ -37,6 +37,7 @@ NotImplementedError), or that needs Triton where Triton is missing, is a row say
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.machinery
 import importlib.util
 import json
@@ -389,22 +390,25 @@ def _run_gemv(fns, shape, quick):
     w = (torch.randn(n, k, device="cuda", generator=gen) / k**0.5).bfloat16()
     x = torch.randn(1, k, device="cuda", generator=gen).bfloat16()
     lin = W4Linear.from_weight(w, group_size=GROUP)
-    want = x.float() @ lin.dequantize().T
+    # both kernels read BF16 scales and zeros (torch's in its own layout): the same bytes. The
+    # layer keeps them rounded to BF16, so that every product below computes the same thing.
+    lin = dataclasses.replace(lin, scales=lin.scales.bfloat16().float(),
+                              zeros=lin.zeros.bfloat16().float())
+    scales, zeros = lin.scales.bfloat16(), lin.zeros.bfloat16()
     weight, sz = lin.int4pack(inner_k_tiles=8, dtype=torch.bfloat16)
+    want = x.float() @ lin.dequantize().T
     label = f"1 x {k} -> {n}"
     try:
         packed = repack(lin.packed, GROUP)          # once per weight, as a layer would
-        _check(gemv(x, packed, lin.scales, lin.zeros, GROUP, repacked=True), want,
-               "w4a16_gemv_triton")
+        _check(gemv(x, packed, scales, zeros, GROUP, repacked=True), want, "w4a16_gemv_triton")
     except _Wrong as err:
         return [_wrong_row("w4a16", _describe_gemv(shape), err)]
-    t = _time_us(lambda: gemv(x, packed, lin.scales, lin.zeros, GROUP, repacked=True), quick)
+    t = _time_us(lambda: gemv(x, packed, scales, zeros, GROUP, repacked=True), quick)
     t_int4 = _time_us(lambda: int4pack_mm(x, weight, sz, GROUP), quick)
     t_bf16 = _time_us(lambda: x @ w.T, quick)
     gb = lambda nbytes, us: f"{nbytes / (us * 1e-6) / 1e9:.0f} GB/s"  # noqa: E731
-    bytes_ours = n * k // 2 + n * (k // GROUP) * 8          # nibbles + float32 scale and zero
-    note = (f"weights read at {gb(bytes_ours, t)} (Triton), "
-            f"{gb(n * k // 2 + n * (k // GROUP) * 4, t_int4)} (torch int4), "
+    nbytes = n * k // 2 + n * (k // GROUP) * 4             # nibbles + BF16 scale and zero
+    note = (f"weights read at {gb(nbytes, t)} (Triton), {gb(nbytes, t_int4)} (torch int4), "
             f"{gb(2 * n * k, t_bf16)} (bf16)")
     return [
         Row("w4a16", "lesson15 w4a16_gemv_triton", label, "torch int4 kernel", kernel_us=t,

@@ -20,13 +20,14 @@ with ``course.bench.cuda_time`` (L2 flushed before each call):
 It prints one table (microseconds, the Triton kernel's speed as a multiple of torch's int4 and
 of bf16, weight bytes per second of each) and the best configuration per shape, as keyword
 arguments for ``w4a16_gemv_triton``. The weight bytes count what each one reads: nibbles plus
-float32 scales and zeros for the Triton kernel (lesson 15's operands), nibbles plus bf16 scales
-and zeros for torch's kernel, two bytes per entry for bf16.
+bf16 scales and zeros for both int4 kernels (the layer's float32 ones rounded to bf16 once, so
+that both compute the same product), two bytes per entry for bf16.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -36,7 +37,7 @@ import time
 SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096), (8192, 8192)]   # (N, K)
 SMOKE_SHAPES = [(48, 256), (40, 512)]
 GROUP = 128
-FIRST = {"block_n": (4, 8, 16), "block_k": (512, 1024, 2048), "num_warps": (1, 2, 4)}
+FIRST = {"block_n": (4, 8, 16), "block_k": (1024, 2048, 4096), "num_warps": (1, 2, 4)}
 SECOND = {"num_stages": (1, 2), "split_k": (1, 2, 4)}
 KEEP = 3                                    # best configurations of the first sweep refined
 
@@ -60,6 +61,9 @@ def layer(n, k, device, seed=0):
     w = (torch.randn(n, k, device=device, generator=gen) / k**0.5).bfloat16()
     x = torch.randn(1, k, device=device, generator=gen).bfloat16()
     lin = W4Linear.from_weight(w, group_size=GROUP)
+    # scales and zeros in BF16, as torch's kernel reads them (rounded once, used by everyone)
+    lin = dataclasses.replace(lin, scales=lin.scales.bfloat16().float(),
+                              zeros=lin.zeros.bfloat16().float())
     return w, x, lin
 
 
@@ -83,10 +87,11 @@ def second_sweep(best):
 def check(gemv, x, lin, want, cfg, packed=None):
     """Relative error of one configuration against x @ dequant(W).T (float32); ``packed``: the
     weight already re-packed for the kernel (else the kernel's wrapper re-packs it)."""
+    scales, zeros = lin.scales.bfloat16(), lin.zeros.bfloat16()
     if packed is None:
-        got = gemv(x, lin.packed, lin.scales, lin.zeros, GROUP, **cfg).float()
+        got = gemv(x, lin.packed, scales, zeros, GROUP, **cfg).float()
     else:
-        got = gemv(x, packed, lin.scales, lin.zeros, GROUP, repacked=True, **cfg).float()
+        got = gemv(x, packed, scales, zeros, GROUP, repacked=True, **cfg).float()
     return ((got - want).norm() / want.norm()).item()
 
 
@@ -139,10 +144,10 @@ def gpu(args) -> int:
         lead = dict(iters=args.iters, host_lead_s=KERNEL_HOST_LEAD_S)   # GPU time only
         t_int4 = cuda_time(lambda: int4pack_mm(x, weight, sz, GROUP), **lead).median_s
         t_bf16 = cuda_time(lambda: x @ w.T, **lead).median_s
-        bytes_ours = w4_bytes(n, k, GROUP, 4, 4)
-        bytes_t4 = w4_bytes(n, k, GROUP, 2, 2)
+        bytes_ours = bytes_t4 = w4_bytes(n, k, GROUP, 2, 2)   # both read BF16 scales, zeros
         bytes_bf16 = 2 * n * k
         packed = repack_for_gemv(lin.packed, GROUP)   # once per weight, outside the timing
+        scales, zeros = lin.scales.bfloat16(), lin.zeros.bfloat16()
 
         def run(cfgs):
             out = []
@@ -156,7 +161,7 @@ def gpu(args) -> int:
                 if not rel < 1e-2:
                     print(f"  {n}x{k} {cfg}: WRONG, relative error {rel:.3g}")
                     continue
-                t = cuda_time(lambda: w4a16_gemv_triton(x, packed, lin.scales, lin.zeros,
+                t = cuda_time(lambda: w4a16_gemv_triton(x, packed, scales, zeros,
                                                         GROUP, repacked=True, **cfg),
                               warmup=5, iters=args.iters,
                               host_lead_s=KERNEL_HOST_LEAD_S).median_s

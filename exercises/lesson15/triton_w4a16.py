@@ -5,17 +5,19 @@ from pack_int4, ``scales`` and ``zeros [N, K // group_size]``), the same result
 ``x @ dequant(W).T`` in x's dtype. It gets there by writing the whole dequantized weight to
 memory first. This kernel never does: each program of the grid owns ``BLOCK_N`` output rows,
 walks along K in tiles of ``BLOCK_K`` entries, loads its rows' packed words (16 bytes per
-thread at a time), turns each nibble into a float with two integer instructions, and
-multiplies it with x in float32. The weight is read once, at half a byte per entry: at batch 1
-the time is the time to read those bytes, provided the arithmetic per nibble stays small.
+thread at a time) with their scales and zeros, turns each nibble into a float with one and a
+half integer instructions, and multiplies it with x in float32. The weight is read once, at half
+a byte per entry: at batch 1 the time is the time to read those bytes, provided the arithmetic
+per nibble stays small and the loads are issued early.
 
-Three choices keep it small (about three instructions per nibble):
+Four choices get it there:
 
 * **A float without a conversion.** OR-ing a nibble ``q`` into bits 19..22 of the float 1.0
-  (``0x3F800000``) gives the float ``1 + q / 16`` exactly: one rotate moves nibble j there, one
-  AND-OR (a single ``LOP3`` instruction on NVIDIA GPUs) masks and sets the exponent, no
-  int-to-float conversion. The kernel multiplies x by these floats and removes the ``1`` and
-  the ``1/16`` once per run of words: ``sum x q = 16 (sum x (1 + q/16) - sum x)``.
+  (``0x3F800000``) gives the float ``1 + q / 16`` exactly; into bits 15..18, ``1 + q / 256``.
+  One shift moves nibble J (odd) to bits 19..22 and so nibble J - 1 to bits 15..18: four shifts
+  and eight AND-ORs (one ``LOP3`` instruction each on NVIDIA GPUs) for a word's eight nibbles,
+  no int-to-float conversion. The kernel multiplies x by these floats and removes the ``1`` and
+  the ``1/16`` or ``1/256`` once per run of words: ``sum x q = 16 (sum x (1 + q/16) - sum x)``.
 * **The zero point comes out of the sum.** Within one group, ``sum_k x_k (q_k - z) s = s (sum_k
   x_k q_k - z sum_k x_k)``, so the inner loop never sees the scale or the zero point.
 * **A layout for the loads (``repack_for_gemv``).** A thread loads 16 bytes, four words, 32
@@ -26,6 +28,10 @@ Three choices keep it small (about three instructions per nibble):
   four x values for nibble j are then contiguous, one 8-byte load in the same place in every
   thread as the words they multiply. The run is the unit of everything: a group holds whole
   runs, so each thread applies one scale and zero per run.
+* **Loads first.** A tile's words, scales and zeros are all requested before its arithmetic,
+  and a barrier keeps the compiler from moving the scale loads down to their first use (which
+  made each tile wait for memory twice). Scales and zeros are read in their own dtype: BF16
+  ones, as torch's int4 kernel keeps them, are half the bytes of float32 ones.
 
 Launch parameters (``block_n``, ``block_k``, ``num_warps``, ``num_stages``, ``split_k``) are
 keyword arguments, so a tuning script can sweep them (tools/tune_w4a16.py). ``split_k > 1``
@@ -47,20 +53,18 @@ import torch
 import triton
 import triton.language as tl
 
-from course.triton_track import sm_count
-
 from .int4_pack import pack_int4, unpack_int4
 from .w4a16 import check_packed
 
-# The launch at batch 1 on an H200 (2026-12-01, torch 2.11.0+cu130, Triton 3.6; tuned over
-# 4096 and 14336 by 4096 and 14336, 8192 by 8192, 2048 by 8192): four rows a program, tiles of
-# up to 2048 entries of K (the largest power of two up to 2048 that divides K), one warp a
-# program when that gives every SM at least WARPS_PER_SM of them, else two (fewer, longer
-# programs hide the memory's latency worse).
-DEFAULT_BLOCK_N = 4
-DEFAULT_MAX_BLOCK_K = 2048
+# The launch at batch 1 on an H200 (2026-12-01, torch 2.11.0+cu130, Triton 3.6; swept over
+# N x K = 4096 and 14336 by 4096, 4096 by 14336, 8192 by 8192, 2048 by 8192, 1024 by 4096):
+# eight rows a program, tiles of up to 4096 entries of K (the largest power of two up to 4096
+# that divides K), one warp per ENTRIES_PER_WARP entries of a tile (four warps on 8 x 4096),
+# so that each thread has eight 16-byte loads in flight.
+DEFAULT_BLOCK_N = 8
+DEFAULT_MAX_BLOCK_K = 4096
 DEFAULT_NUM_STAGES = 1
-WARPS_PER_SM = 12
+ENTRIES_PER_WARP = 8192
 ONE_BITS = 0x3F800000  # the bits of the float32 1.0
 
 
@@ -91,13 +95,18 @@ def repack_for_gemv(packed: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 @triton.jit
-def _one_plus_nibble_over_16(u, J: tl.constexpr, one_bits):
-    """Nibble J of each uint32 word as the float32 ``1 + q / 16``: rotate it into bits 19..22,
-    keep those bits, OR in the bits of 1.0 (``one_bits``, a kernel argument so that the
-    compiler keeps it in a register and emits one AND-OR instruction)."""
-    R: tl.constexpr = (19 - 4 * J) & 31
-    r = (u << R) | (u >> (32 - R))
-    return ((r & 0x00780000) | one_bits).to(tl.float32, bitcast=True)
+def _two_nibbles(u, J: tl.constexpr, one_bits):
+    """Nibbles J and J - 1 (J odd) of each uint32 word as the float32s ``1 + q_J / 16`` and
+    ``1 + q_(J-1) / 256``: one shift moves nibble J to bits 19..22, which puts nibble J - 1 at
+    bits 15..18; each AND-OR keeps one of the two and sets the bits of 1.0 (``one_bits``, a
+    kernel argument so that the compiler keeps it in a register and emits one LOP3)."""
+    if 4 * J <= 19:
+        r = u << (19 - 4 * J)
+    else:
+        r = u >> (4 * J - 19)
+    hi = ((r & 0x00780000) | one_bits).to(tl.float32, bitcast=True)
+    lo = ((r & 0x00078000) | one_bits).to(tl.float32, bitcast=True)
+    return hi, lo
 
 
 @triton.jit
@@ -113,9 +122,10 @@ def _w4a16_gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, out_ptr,
 
     Read: learning/lesson15.md#the-kernel-track-an-int4-gemv-in-triton
     """
-    # hint: load a [BLOCK_N, BLOCK_K // 8] tile of words; the x of nibble j of word w of the
-    # hint: tile is entry (w // V) * 8V + w % V + V j; _one_plus_nibble_over_16(u, j, one_bits)
-    # hint: sum x q - z sum x = 16 sum x (1 + q/16) - (16 + z) sum x, per run of V words
+    # hint: load a [BLOCK_N, BLOCK_K // 8] tile of words and its scales and zeros first; the x
+    # hint: of nibble j of word w of the tile is entry (w // V) * 8V + w % V + V j
+    # hint: _two_nibbles(u, J, one_bits) for J = 1, 3, 5, 7: 1 + q_J/16 and 1 + q_(J-1)/256
+    # hint: sum x q = 16 (sum x (1 + q/16) - sum x) for one kind, 256 (...) for the other
     # hint: SPLIT_K > 1: tl.atomic_add the partial sums into a float32 output zeroed first
     raise NotImplementedError('lesson15: _w4a16_gemv_kernel - read learning/lesson15.md#the-kernel-track-an-int4-gemv-in-triton')
 
@@ -132,9 +142,9 @@ def _check_device(*tensors: torch.Tensor) -> None:
                          f"TRITON_INTERPRET=1; got {device}")
 
 
-def default_num_warps(programs: int, device: torch.device) -> int:
-    """One warp a program when there are at least WARPS_PER_SM programs per SM, else two."""
-    return 1 if programs >= WARPS_PER_SM * sm_count(device) else 2
+def default_num_warps(block_n: int, block_k: int) -> int:
+    """One warp per ENTRIES_PER_WARP entries of a tile, at least one, at most eight."""
+    return min(8, max(1, block_n * block_k // ENTRIES_PER_WARP))
 
 
 def default_block_k(k: int, words: int) -> int:
@@ -177,6 +187,9 @@ def w4a16_gemv_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tenso
                          f"{packed.shape[1]} words of 8 per row), got {list(x.shape)}")
     if x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"x must be float32, bfloat16 or float16, got {x.dtype}")
+    for name, t in (("scales", scales), ("zeros", zeros)):
+        if t.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"{name} must be float32, bfloat16 or float16, got {t.dtype}")
     if g % 8:
         raise ValueError(f"group_size ({g}) must be a multiple of 8 for this kernel: a packed "
                          "int32 word holds 8 entries and must lie in one group")
@@ -197,6 +210,6 @@ def w4a16_gemv_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tenso
         return torch.zeros(*lead, n, dtype=x.dtype, device=x.device)
     x2 = x2.contiguous()
     packed = packed.contiguous() if repacked else repack_for_gemv(packed, g)
-    scales = scales.float().contiguous()
-    zeros = zeros.float().contiguous()
+    scales = scales.contiguous()      # read in their own dtype: bf16 ones are half the bytes
+    zeros = zeros.contiguous()
     raise NotImplementedError('lesson15: w4a16_gemv_triton - read learning/lesson15.md#the-kernel-track-an-int4-gemv-in-triton')

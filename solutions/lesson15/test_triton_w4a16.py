@@ -27,11 +27,13 @@ def pack_words(q):
     return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
 
 
-def layer(n, k, group_size, seed=0, rows=1):
+def layer(n, k, group_size, seed=0, rows=1, bf16_scales=False):
     gen = torch.Generator().manual_seed(seed)
     q = torch.randint(0, 16, (n, k), generator=gen, dtype=torch.uint8)
     g = k if group_size == -1 else group_size
     scales = torch.rand(n, k // g, generator=gen) + 0.05
+    if bf16_scales:                      # values a BF16 tensor holds exactly
+        scales = scales.bfloat16().float()
     zeros = torch.randint(0, 16, (n, k // g), generator=gen).float()
     deq = ((q.float().view(n, -1, g) - zeros[..., None]) * scales[..., None]).view(n, k)
     x = torch.randn(rows, k, generator=gen)
@@ -88,6 +90,18 @@ def test_repacked_layout():
     assert_close(got, (x @ q.float().T).to(DEVICE), atol=1e-3, rtol=0,
                  what="w4a16_gemv_triton on the re-packed layout, x at nibble 3 only",
                  reference="x @ q.T")
+
+
+def test_bf16_scales_and_zeros_read_as_they_are():
+    """Scales and zeros kept in BF16 (what a layer stores, and what torch's int4 kernel reads:
+    half the bytes of float32) give the product with those values, in float32 arithmetic."""
+    x, packed, scales, zeros, deq = layer(24, 256, 128, seed=3, bf16_scales=True)
+    got = w4a16_gemv_triton(x, packed, scales.bfloat16(), zeros.bfloat16(), 128, block_n=8,
+                            block_k=128)
+    assert_close(got, x @ deq.T, atol=1e-3, rtol=1e-4,
+                 what="w4a16_gemv_triton with BF16 scales and zeros", reference="float32")
+    with pytest.raises(ValueError, match="scales must be float"):
+        w4a16_gemv_triton(x, packed, scales.to(torch.int32), zeros, 128)
 
 
 def test_split_k_and_bf16_activations():
