@@ -91,8 +91,9 @@ def deserialize_kv_blocks(data: bytes, k_dest: torch.Tensor, v_dest: torch.Tenso
     Nothing else of the destination changes. Raises ``ValueError`` with a plain message, before
     writing anything, when: the magic is wrong; ``data`` is shorter or longer than its header
     says (truncated); the checksum does not match (corrupted); the header's dtype or block shape
-    differ from the destination's; ``dest_block_ids`` does not hold exactly one id per block,
-    or holds an id twice or out of range. About 20 lines: ``struct.unpack_from``,
+    differ from the destination's; the header is not a KV block header (a field missing or of
+    the wrong type, even under a valid checksum); ``dest_block_ids`` does not hold exactly one
+    id per block, or holds an id twice or out of range. About 20 lines: ``struct.unpack_from``,
     ``json.loads``, ``torch.frombuffer(bytearray(...), dtype=torch.uint8).view(dtype)``,
     ``index_copy_`` on the block axis of ``cache.view(torch.uint8)``.
 

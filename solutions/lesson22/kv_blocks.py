@@ -109,8 +109,9 @@ def deserialize_kv_blocks(data: bytes, k_dest: torch.Tensor, v_dest: torch.Tenso
     Nothing else of the destination changes. Raises ``ValueError`` with a plain message, before
     writing anything, when: the magic is wrong; ``data`` is shorter or longer than its header
     says (truncated); the checksum does not match (corrupted); the header's dtype or block shape
-    differ from the destination's; ``dest_block_ids`` does not hold exactly one id per block,
-    or holds an id twice or out of range. About 20 lines: ``struct.unpack_from``,
+    differ from the destination's; the header is not a KV block header (a field missing or of
+    the wrong type, even under a valid checksum); ``dest_block_ids`` does not hold exactly one
+    id per block, or holds an id twice or out of range. About 20 lines: ``struct.unpack_from``,
     ``json.loads``, ``torch.frombuffer(bytearray(...), dtype=torch.uint8).view(dtype)``,
     ``index_copy_`` on the block axis of ``cache.view(torch.uint8)``.
 
@@ -129,9 +130,11 @@ def deserialize_kv_blocks(data: bytes, k_dest: torch.Tensor, v_dest: torch.Tenso
         header = json.loads(data[8:8 + header_len].decode())
         dtype = getattr(torch, header["dtype"]) if header["dtype"] in DTYPES else None
         shape = [int(n) for n in header["block_shape"]]
-        ids = header["block_ids"]
-        n_blocks = len(ids)
+        n_blocks = len(header["block_ids"])
         numel = n_blocks * shape[0] * shape[1] * shape[2] * shape[3]
+        n_tokens = header["n_tokens"]
+        if type(n_tokens) is not int or n_tokens < 0:
+            raise ValueError(f"n_tokens {n_tokens!r}")
     except (UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise ValueError(f"corrupted message: the header is not a KV block header ({exc})") from None
     if dtype is None:
@@ -161,5 +164,5 @@ def deserialize_kv_blocks(data: bytes, k_dest: torch.Tensor, v_dest: torch.Tenso
         blocks = torch.frombuffer(raw, dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
         blocks = blocks.view(dtype).view(shape[0], n_blocks, *shape[1:])  # checks the dtype's size
         cache.view(torch.uint8).index_copy_(1, index, blocks.view(torch.uint8).to(cache.device))
-    return header["n_tokens"]
+    return n_tokens
     ### END SOLUTION

@@ -4,6 +4,10 @@ The reference is the source cache itself: a round trip must give back its bytes 
 (compared as uint8, so even NaN payloads and -0.0 count).
 """
 
+import json
+import struct
+import zlib
+
 import pytest
 import torch
 
@@ -45,3 +49,19 @@ def test_truncated_or_corrupted_message_is_refused():
     with pytest.raises(ValueError):
         deserialize_kv_blocks(bytes(flipped), *dest, [0, 1])
     assert not dest[0].any(), "a refused message must not write anything"
+
+
+def test_header_missing_a_field_is_refused_even_with_a_valid_checksum():
+    """A sender with another version of the format: the framing and the crc32 are right, the
+    header lacks "n_tokens". A ValueError, not a KeyError, and nothing written."""
+    k, v = cache_pair(3, torch.float32)
+    data = serialize_kv_blocks(k, v, [2], 3)
+    (n,) = struct.unpack_from("<I", data, 4)
+    header = json.loads(data[8:8 + n])
+    del header["n_tokens"]
+    new = json.dumps(header).encode()
+    body = data[:4] + struct.pack("<I", len(new)) + new + data[8 + n:-4]
+    dest = torch.zeros_like(k), torch.zeros_like(v)
+    with pytest.raises(ValueError):
+        deserialize_kv_blocks(body + struct.pack("<I", zlib.crc32(body)), *dest, [0])
+    assert not dest[0].any() and not dest[1].any(), "a refused message must not write anything"

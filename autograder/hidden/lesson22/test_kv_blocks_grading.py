@@ -8,6 +8,7 @@ with a sentinel so that a write to a wrong block, or any write on a refused mess
 
 import json
 import struct
+import zlib
 
 import pytest
 import torch
@@ -142,6 +143,44 @@ def test_bad_messages_are_refused_before_writing():
     _refused(data, *other, [0, 1, 2], "block shape [2, 4, 1, 16] for [2, 4, 2, 8]")
     for ids in ([0, 1], [0, 1, 2, 3], [0, 1, 1], [0, 1, 4], [-1, 0, 1]):
         _refused(data, k2, v2, ids, f"destination ids {ids} for 3 blocks in a 4-block cache")
+
+
+def reframed(data, header: bytes):
+    """``data`` with its header replaced by ``header`` and the framing made right again: the
+    length field and the crc32 agree with the new bytes, so only the header's content is bad."""
+    (n,) = struct.unpack_from("<I", data, 4)
+    body = data[:4] + struct.pack("<I", len(header)) + header + data[8 + n:-4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@pytest.mark.points(2)
+def test_damaged_header_with_a_valid_checksum_is_refused():
+    """Bugs: header fields read without a guard, so a header with a field missing, of the wrong
+    type, or naming no torch dtype surfaces as a KeyError, TypeError, IndexError or
+    AttributeError from deep inside, not the ValueError the contract promises (and nothing
+    may be written). The framing and checksum of each message are right: only the header is
+    damaged, as a sender with another version of the format would send it."""
+    k, v = cache_pair(2, 6, 4, 2, 8, torch.bfloat16, seed=7)
+    data = serialize_kv_blocks(k, v, [4, 0], 7)
+    (n,) = struct.unpack_from("<I", data, 4)
+    header = json.loads(data[8:8 + n])
+    shape = (2, 4, 4, 2, 8)
+    k2, v2 = sentinel(shape, torch.bfloat16), sentinel(shape, torch.bfloat16)
+    assert deserialize_kv_blocks(reframed(data, data[8:8 + n]), k2.clone(), v2.clone(),
+                                 [1, 2]) == 7, "a re-framed but unchanged header must be accepted"
+    damaged = {}
+    for key in header:
+        damaged[f"no {key!r}"] = {f: x for f, x in header.items() if f != key}
+    damaged["dtype 'int3'"] = dict(header, dtype="int3")
+    damaged["dtype 'Tensor'"] = dict(header, dtype="Tensor")
+    damaged["block_shape of 3"] = dict(header, block_shape=header["block_shape"][:3])
+    damaged["block_shape a string"] = dict(header, block_shape="2x4x2x8")
+    damaged["block_ids a number"] = dict(header, block_ids=2)
+    for what, h in damaged.items():
+        _refused(reframed(data, json.dumps(h).encode()), k2, v2, [1, 2], f"header with {what}")
+    for what, raw in (("a JSON list", b"[1, 2, 3]"), ("not JSON", b"{dtype: bfloat16"),
+                      ("not UTF-8", b"\xff\xfe\x00\x01")):
+        _refused(reframed(data, raw), k2, v2, [1, 2], f"header that is {what}")
 
 
 @pytest.mark.points(2)
