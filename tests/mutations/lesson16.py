@@ -122,3 +122,21 @@ MUTATIONS += [
              (TK + "test_fp8_random_layouts", TK + "test_k_and_v_scales_each_applied_once"),
              kind="rows-differ"),
 ]
+
+# float16's range matters only where the dots run in float16: on a GPU (the interpreter's dots are
+# float32), so these are caught by a GPU grader and run only where CUDA is.
+GK = H16 + "test_gpu_triton_kv_fp8.py::test_triton_fp8_decode_outside_float16_range"
+MUTATIONS += [
+    Mutation("Triton FP8 kernel: query rows put into float16 unscaled", "lesson16",
+             "triton_kv_fp8.py",
+             "    q_exp = tl.where(q_max > 0, 13.0 - tl.floor(tl.log2(tl.where(q_max > 0, q_max, "
+             "1.0))), 0.0)",
+             "    q_exp = q_max * 0.0",
+             (GK,), gpu=True, kind="extreme"),
+    Mutation("Triton FP8 kernel: p x V scale put into float16 unnormalised", "lesson16",
+             "triton_kv_fp8.py",
+             "        v_exp = tl.where(v_top > 0, -tl.floor(tl.log2(tl.where(v_top > 0, v_top, "
+             "1.0))), 0.0)",
+             "        v_exp = v_top * 0.0",
+             (GK,), gpu=True, kind="extreme"),
+]

@@ -117,3 +117,52 @@ def test_triton_fp8_decode_keeps_up_with_bf16_sdpa(batch, tokens):
         f"{bw_dense / 1e12:.2f} TB/s of bf16); at least {THRESHOLD}x is expected: it reads "
         "half the bytes. Convert e4m3 to float16 in registers, apply the scales per token to "
         "scores and probabilities, and split long sequences.")
+
+
+@pytest.mark.gpu
+@pytest.mark.points(2)
+@pytest.mark.parametrize("q_size,v_size", [(6e4, 1.0), (1.0, 1e-5)],
+                         ids=["queries-beyond-float16", "values-below-float16"])
+def test_triton_fp8_decode_outside_float16_range(q_size, v_size):
+    """Bugs: float16 dots on operands that float16 cannot hold. Queries of size 6e4 (some
+    entries past float16's 65,504, an infinity once converted) and a V cache of size 1e-5
+    (its per-token scales near 2e-8, so p x scale is below float16's smallest number) are
+    ordinary BF16 inputs: each query row and each tile's V scales must be brought into
+    float16's range by a power of two, exactly, and the power taken off in float32."""
+    require_cuda()
+    if torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip(f"e4m3 conversions need compute capability >= 8.9; "
+                    f"{torch.cuda.get_device_name()} has {torch.cuda.get_device_capability()}")
+    from course.triton_track import import_triton
+
+    import_triton()
+    from exercises.lesson16.triton_kv_fp8 import paged_decode_fp8_triton
+
+    batch, tokens = 2, 200
+    q, k_cache, v_cache, tables, lens, _, _ = gpu_case(batch, tokens, seed=3)
+    q = (q.float() * q_size).bfloat16()
+    kq, ks = quantize(k_cache)
+    vq, vs = quantize((v_cache.float() * v_size).bfloat16())
+    got = paged_decode_fp8_triton(q, kq, vq, ks, vs, tables, lens).float()
+    per_seq = tables.shape[1]
+
+    def dequant(c, s):
+        x = (c.float() * s[..., None])[tables.long()]
+        x = x.view(batch, per_seq * BLOCK_SIZE, N_KV_HEADS, D_HEAD)[:, :tokens]
+        return x.transpose(1, 2).contiguous()
+
+    expected = F.scaled_dot_product_attention(q.float().view(batch, N_HEADS, 1, D_HEAD),
+                                              dequant(kq, ks), dequant(vq, vs),
+                                              enable_gqa=True).view(batch, N_HEADS, D_HEAD)
+    top = expected.abs().max().item()
+    assert torch.isfinite(got).all(), (
+        f"paged_decode_fp8_triton gave {int((~torch.isfinite(got)).sum())} non-finite outputs "
+        f"for queries of size {q_size:g} and values of size {v_size:g}: float16 holds at most "
+        "65,504. Scale each query row by a power of two before the dot, and take it off the "
+        "scores in float32.")
+    assert_close(got, expected, atol=3e-2 * top, rtol=3e-2,
+                 what=f"paged_decode_fp8_triton, queries of size {q_size:g}, values of size "
+                      f"{v_size:g}",
+                 reference="float32 SDPA over the dequantized cache (float16 keeps numbers "
+                           "from 6e-8 to 65,504: bring each tile's V scales near 1 by a power "
+                           "of two before p x scale goes to float16)")
