@@ -126,7 +126,6 @@ def poisson_arrivals(n: int, rate: float, seed: int) -> list[float]:
     return times
 
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 _metrics_modules: dict = {}
 
 
@@ -137,8 +136,13 @@ def load_lesson_module(impl: str, lesson: str, filename: str):
     The file is loaded under a private module name, as the engine loads its pieces, so this
     does not touch ``exercises.lessonNN`` in ``sys.modules`` (the tests' own selection).
     """
-    root = REPO_ROOT / impl if impl in ("exercises", "solutions") else Path(impl).expanduser()
-    file = root.resolve() / lesson / filename
+    from course.engine import EngineError, resolve_impl_root  # resolved as the engine does
+
+    try:
+        root = resolve_impl_root(impl)
+    except EngineError as err:
+        raise SystemExit(f"course.loadgen: {err}") from err
+    file = root / lesson / filename
     if not file.is_file():
         raise SystemExit(f"--impl {impl}: there is no {file}; give 'exercises', 'solutions' or "
                          f"a folder that holds {lesson}/ (laid out like exercises/)")
