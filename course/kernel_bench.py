@@ -18,7 +18,8 @@ to its baseline in the same run:
   contrast;
 * lesson 16 ``paged_decode_fp8_triton`` (``paged_fp8``; FP8 cache with a scale per token and KV head) against
   bf16 SDPA on the dequantized tokens;
-* lesson 15 ``w4a16_gemv_triton`` (``w4a16``) at batch 1 against torch's int4 kernel and the bf16 GEMV;
+* lesson 15 ``w4a16_gemv_triton`` (``w4a16``) at batch 1 against torch's int4 kernel and the bf16 GEMV,
+  both int4 kernels reading the same BF16 scales and zeros;
 * lesson 10 ``split_kv_decode_triton`` (``split_kv``) against SDPA;
 * lesson 03's batch-1 decode step (``graph``) of a SmolLM2-shaped model (random bf16 weights) replayed from
   a CUDA graph against the same step run eagerly, each also as a multiple of the weight-read
