@@ -126,7 +126,7 @@ def _w4a16_gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, out_ptr,
     # hint: load a [BLOCK_N, BLOCK_K // 8] tile of words and its scales and zeros first (then
     # hint: .to(tl.float32): they may come in BF16); the x of nibble j of word w of the tile
     # hint: is entry (w // V) * 8V + w % V + V j
-    # hint: _two_nibbles(u, J, one_bits) for J = 1, 3, 5, 7: 1 + q_J/16 and 1 + q_(J-1)/256
+    # hint: _two_nibbles(u, J, one_bits), J = 1, 3, 5, 7: 1 + q/16 of nibble J, 1 + q/256 of J - 1
     # hint: sum x q = 16 (sum x (1 + q/16) - sum x) for one kind, 256 (...) for the other
     # hint: SPLIT_K > 1: tl.atomic_add the partial sums into a float32 output zeroed first
     pid_n = tl.program_id(0)
