@@ -145,6 +145,12 @@ MUTATIONS = [
              "        acc += s * (16.0 * d16_r + 16.0 * d256_r - ones - z * xs_r)\n",
              (TRITON + "test_matches_the_float64_product",
               TRITON + "test_every_nibble_value_at_every_position"), kind="logic"),
+    Mutation("Triton GEMV: 16-bit scales and zeros multiplied in 16 bits (s z rounded)",
+             "lesson15", "triton_w4a16.py",
+             "        s = s.to(tl.float32)\n        z = z.to(tl.float32)\n"
+             "        acc += s * (16.0 * d16_r + 256.0 * d256_r - ones - z * xs_r)\n",
+             "        acc += s * (16.0 * d16_r + 256.0 * d256_r - ones) - (s * z) * xs_r\n",
+             (TRITON + "test_16_bit_scales_and_zeros",), kind="dtype-device"),
     Mutation("Triton GEMV: a run's group from its word index (words, not entries)", "lesson15",
              "triton_w4a16.py",
              "        group = (k0 + runs * (8 * V)) // GROUP ",

@@ -35,12 +35,14 @@ def kernel_words(q, g):
     return pack_words(q.view(n, k // (8 * v), 8, v).transpose(-1, -2).reshape(n, k))
 
 
-def case(seed, n, k, group_size, rows=1, q=None):
+def case(seed, n, k, group_size, rows=1, q=None, scale_dtype=None):
     gen = torch.Generator().manual_seed(seed)
     g = k if group_size == -1 else group_size
     if q is None:
         q = torch.randint(0, 16, (n, k), generator=gen, dtype=torch.uint8)
     scales = torch.rand(n, k // g, generator=gen) * 0.5 + 0.3    # never 1: a missing scale shows
+    if scale_dtype is not None:                  # values that dtype holds exactly
+        scales = scales.to(scale_dtype).float()
     zeros = torch.randint(0, 16, (n, k // g), generator=gen).float()
     w = ((q.double().view(n, -1, g) - zeros.double()[..., None])
          * scales.double()[..., None]).view(n, k)
@@ -77,6 +79,23 @@ def test_matches_the_float64_product(n, k, g, block_n, block_k, rows):
     assert_close(got.double().cpu(), x @ w.T, atol=1e-3, rtol=1e-4,
                  what=f"w4a16_gemv_triton {n} x {k}, group {g}, block_n {block_n}, "
                       f"block_k {block_k}", reference="x @ W.T in float64")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("scale_dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_16_bit_scales_and_zeros(scale_dtype):
+    """Bugs: scales and zeros that arrive in 16 bits (as a layer keeps them, and as the GPU
+    grader passes them) used in 16-bit arithmetic: s z or s (16 + z) rounded to 11 or 8 bits
+    before it meets the float32 sums; a masked last tile or rows past N reading them wrongly.
+    x is float32, so the product must be as exact as with float32 scales."""
+    x, packed, scales, zeros, w = case(17, 20, 160, 32, rows=2, scale_dtype=scale_dtype)
+    got = run(x, packed, scales.to(scale_dtype), zeros.to(scale_dtype), 32, block_n=8,
+              block_k=64)
+    assert_close(got.double().cpu(), x @ w.T, atol=1e-3, rtol=1e-4,
+                 what=f"w4a16_gemv_triton with {scale_dtype} scales and zeros (20 x 160, "
+                      "groups of 32, a half-full last tile)",
+                 reference="x @ W.T in float64 with the same scales: convert them to float32 "
+                           "in the kernel before any arithmetic")
 
 
 @pytest.mark.points(2)
