@@ -156,10 +156,10 @@ def reframed(data, header: bytes):
 @pytest.mark.points(2)
 def test_damaged_header_with_a_valid_checksum_is_refused():
     """Bugs: header fields read without a guard, so a header with a field missing, of the wrong
-    type, or naming no torch dtype surfaces as a KeyError, TypeError, IndexError or
-    AttributeError from deep inside, not the ValueError the contract promises (and nothing
-    may be written). The framing and checksum of each message are right: only the header is
-    damaged, as a sender with another version of the format would send it."""
+    type (n_tokens a string or negative), or naming no torch dtype surfaces as a KeyError,
+    TypeError, IndexError or AttributeError from deep inside, not the ValueError the contract
+    promises (and nothing may be written). The framing and checksum of each message are right:
+    only the header is damaged, as a sender with another version of the format would send it."""
     k, v = cache_pair(2, 6, 4, 2, 8, torch.bfloat16, seed=7)
     data = serialize_kv_blocks(k, v, [4, 0], 7)
     (n,) = struct.unpack_from("<I", data, 4)
@@ -176,6 +176,8 @@ def test_damaged_header_with_a_valid_checksum_is_refused():
     damaged["block_shape of 3"] = dict(header, block_shape=header["block_shape"][:3])
     damaged["block_shape a string"] = dict(header, block_shape="2x4x2x8")
     damaged["block_ids a number"] = dict(header, block_ids=2)
+    damaged["n_tokens a string"] = dict(header, n_tokens="7")
+    damaged["n_tokens negative"] = dict(header, n_tokens=-1)
     for what, h in damaged.items():
         _refused(reframed(data, json.dumps(h).encode()), k2, v2, [1, 2], f"header with {what}")
     for what, raw in (("a JSON list", b"[1, 2, 3]"), ("not JSON", b"{dtype: bfloat16"),
