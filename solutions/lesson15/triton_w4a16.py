@@ -160,8 +160,8 @@ def _w4a16_gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, out_ptr,
             packed = tl.load(w_rows + k0 // 8, mask=row_ok[:, None] & word_ok[None, :], other=0)
         s = tl.load(s_ptr + rows[:, None] * stride_sn + group[None, :], mask=g_mask, other=0.0)
         z = tl.load(z_ptr + rows[:, None] * stride_zn + group[None, :], mask=g_mask, other=0.0)
-        # without it the compiler moves the scale loads (and, in a loop, the next words) down
-        # to their first use, after the arithmetic: two memory round trips a tile, not one
+        # without it the compiler moves the scale loads down to their first use, after the
+        # arithmetic: two memory round trips a tile, not one
         tl.debug_barrier()
         u = packed.to(tl.uint32, bitcast=True)
         d16 = tl.zeros([BLOCK_N, WORDS], dtype=tl.float32)    # sum of x (1 + q/16), odd nibbles

@@ -25,11 +25,11 @@ from exercises.lesson15.w4a16 import W4Linear, int4pack_mm  # noqa: E402
 # scales loaded with the words; about 4.2 instructions per nibble) ran at 1.114-1.123x torch's
 # int4 kernel at 8192 x 8192 and 1.120-1.134x at 14336 x 4096 (GPU time: KERNEL_HOST_LEAD_S) in
 # ten rounds on an H200 (2026-12-01, torch 2.11.0+cu130, Triton 3.6; hardware_fixtures/
-# h200_sxm.toml), both kernels reading BF16 scales and zeros. A plain design that unpacks each nibble with a shift, a mask
-# and an int-to-float conversion (the course's first reference, float32 scales) ran 0.59-0.70x. The threshold
-# asks for what a plain kernel reaches, not the reference's tricks: 0.45 passes such a kernel in
-# every round, and fails one that dequantizes the whole weight to memory first (3x or more the
-# bytes) or reads the weight once per row.
+# h200_sxm.toml), both kernels reading BF16 scales and zeros. A plain design that unpacks each
+# nibble with a shift, a mask and an int-to-float conversion (the course's first reference, with
+# float32 scales) ran 0.59-0.70x. The threshold asks for what a plain kernel reaches, not the
+# reference's tricks: 0.45 passes such a kernel in every round, and fails one that dequantizes
+# the whole weight to memory first (3x or more the bytes) or reads the weight once per row.
 THRESHOLD = 0.45
 GROUP = 128
 SHAPES = [(8192, 8192), (14336, 4096)]  # (N, K): 4096 x 4096 is too short a kernel to time steadily

@@ -124,11 +124,12 @@ def test_triton_fp8_decode_keeps_up_with_bf16_sdpa(batch, tokens):
 @pytest.mark.parametrize("q_size,v_size", [(6e4, 1.0), (1.0, 1e-5)],
                          ids=["queries-beyond-float16", "values-below-float16"])
 def test_triton_fp8_decode_outside_float16_range(q_size, v_size):
-    """Bugs: float16 dots on operands that float16 cannot hold. Queries of size 6e4 (some
-    entries past float16's 65,504, an infinity once converted) and a V cache of size 1e-5
-    (its per-token scales near 2e-8, so p x scale is below float16's smallest number) are
-    ordinary BF16 inputs: each query row and each tile's V scales must be brought into
-    float16's range by a power of two, exactly, and the power taken off in float32."""
+    """Bugs: float16 dots on operands that float16 cannot hold. Queries of size 6e4 (every row
+    has entries past float16's 65,504, an infinity once converted) and a V cache of size 1e-5
+    (its per-token scales 4e-8 to 1.2e-7, so p x scale lies below float16's smallest normal
+    number, 6.1e-5, where few or none of its bits are left) are ordinary BF16 inputs: each
+    query row and each tile's V scales must be brought into float16's range by a power of two,
+    exactly, and the power taken off in float32."""
     require_cuda()
     if torch.cuda.get_device_capability() < (8, 9):
         pytest.skip(f"e4m3 conversions need compute capability >= 8.9; "
